@@ -1,0 +1,5 @@
+import sys
+
+from trainer.demo.autoencoder import main
+
+sys.exit(main())

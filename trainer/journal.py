@@ -1,0 +1,196 @@
+"""Run directories and the append-only journal: the truth that outlives any UI (DESIGN rule 3).
+
+A run lives in ``<runs>/<run-id>/``: ``journal.jsonl`` (the protocol's lines), ``output.log`` (the
+child's stdout and stderr), ``run.json`` (a small summary), ``checkpoints/`` and, while the run is
+alive, ``control.sock``. Directories are owner-only (0700).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import socket
+import stat
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+JOURNAL = "journal.jsonl"
+OUTPUT = "output.log"
+RUN_JSON = "run.json"
+SOCKET = "control.sock"
+ENV_RUNS = "NEUROTOP_RUNS"
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def runs_root(runs_dir: str | os.PathLike | None = None) -> Path:
+    """``--runs-dir``, else ``$NEUROTOP_RUNS``, else ``./runs``."""
+    return Path(runs_dir or os.environ.get(ENV_RUNS) or "runs").absolute()
+
+
+def new_run_id(name: str) -> str:
+    """Sortable by time, then readable: ``20261125-064512-3fa2-autoencoder-digits``."""
+    slug = _UNSAFE.sub("-", name).strip("-")[:40] or "run"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}-{slug}"
+
+
+def make_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) so that only its owner can enter it."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def create_run_dir(root: Path, name: str) -> Path:
+    make_private_dir(root)
+    run_dir = root / new_run_id(name)
+    run_dir.mkdir(mode=0o700)
+    os.chmod(run_dir, 0o700)
+    return run_dir
+
+
+@dataclass
+class RunInfo:
+    """``run.json``: what ``neurotop ls`` shows without reading the whole journal."""
+
+    id: str
+    name: str
+    command: list[str] = field(default_factory=list)
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = 0
+    started: float = field(default_factory=time.time)
+    ended: float | None = None
+    state: str = "running"
+    exit_code: int | None = None
+    step: int = 0
+    best_val: float | None = None
+    socket: str = ""
+    notes: int = 0
+
+    def save(self, run_dir: Path) -> None:
+        write_atomic(run_dir / RUN_JSON, json.dumps(asdict(self), indent=1).encode())
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "RunInfo":
+        data = json.loads((run_dir / RUN_JSON).read_bytes())
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def effective_state(self) -> str:
+        """``lost`` when the record says running but its process is gone (no end was written)."""
+        if self.state in ("running", "paused", "starting") and not pid_alive(self.pid):
+            return "lost"
+        return self.state
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename: readers see old or new, never half."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive for us
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().split(b") ", 1)[-1][:1] != b"Z"
+    except OSError:
+        return True
+
+
+def list_runs(root: Path) -> list[tuple[Path, RunInfo]]:
+    """Runs under ``root``, newest first; directories without a readable ``run.json`` are skipped."""
+    out = []
+    if not root.is_dir():
+        return out
+    for run_dir in sorted(root.iterdir(), reverse=True):
+        try:
+            out.append((run_dir, RunInfo.load(run_dir)))
+        except (OSError, ValueError, TypeError):
+            continue
+    return out
+
+
+def find_run(root: Path, which: str | None) -> Path:
+    """The run named by id, id prefix, name or path; the newest when ``which`` is None."""
+    if which and Path(which).is_dir() and (Path(which) / JOURNAL).exists():
+        return Path(which).absolute()
+    runs = list_runs(root)
+    if not runs:
+        raise LookupError(f"no runs in {root}")
+    if which is None:
+        return runs[0][0]
+    for run_dir, info in runs:
+        if run_dir.name.startswith(which) or info.name == which or which in run_dir.name:
+            return run_dir
+    raise LookupError(f"no run matching {which!r} in {root}")
+
+
+def socket_path_for(run_dir: Path) -> Path:
+    """``control.sock`` in the run directory, unless that path is too long for AF_UNIX (108 bytes);
+    then a private per-user directory under the runtime dir (or /tmp)."""
+    path = run_dir / SOCKET
+    if len(os.fsencode(path)) < 100:
+        return path
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / f"neurotop-{os.getuid()}"
+    make_private_dir(base)
+    st = os.lstat(base)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise PermissionError(f"{base} is not a private directory of ours")
+    return base / f"{run_dir.name[:60]}.sock"
+
+
+class JournalReader:
+    """Reads complete lines from a journal that may still be growing.
+
+    A torn last line (a writer killed mid-line, or caught mid-write) is held back until it is
+    completed; ``finish()`` counts it as torn when the run is over.
+    """
+
+    def __init__(self, path: Path, chunk: int = 1 << 20) -> None:
+        self.path = path
+        self._f = open(path, "rb")
+        self._partial = b""
+        self._chunk = chunk
+        self.offset = 0
+
+    def read_lines(self, limit: int | None = None) -> list[bytes]:
+        """Whatever complete lines are there now (at most about ``limit`` bytes of them)."""
+        data = self._f.read(limit or -1)
+        if not data:
+            return []
+        self.offset += len(data)
+        data = self._partial + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self._partial = data
+            return []
+        self._partial = data[cut + 1 :]
+        return data[:cut].split(b"\n")
+
+    def finish(self) -> bytes:
+        """The torn tail, if any (the caller counts it); the reader stays usable."""
+        tail, self._partial = self._partial, b""
+        return tail
+
+    def close(self) -> None:
+        self._f.close()

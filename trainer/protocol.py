@@ -1,0 +1,201 @@
+"""The event stream between a training process and neurotop: typed JSON lines.
+
+One object per line, tagged by ``"type"``. The same lines travel over the events pipe and are
+appended to ``journal.jsonl``, so ``jq`` works on a journal. Nothing here evaluates or unpickles:
+decoding is msgspec validating into plain Structs, and anything that does not validate is
+reported as malformed (or unknown, for a well-formed object of a type we do not know) and skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+
+#: A parameter value as it travels: msgspec keeps these apart (bool is not int in JSON).
+Value = Union[bool, int, float, str]
+
+#: Environment variables through which a supervised child finds its pipes and run directory.
+ENV_EVENTS_FD = "NEUROTOP_EVENTS_FD"
+ENV_CONTROL_FD = "NEUROTOP_CONTROL_FD"
+ENV_RUN_DIR = "NEUROTOP_RUN_DIR"
+
+
+class ParamSpec(msgspec.Struct, omit_defaults=True):
+    """A declared, bounded parameter as the UI sees it (see ``trainer.params.Param``)."""
+
+    name: str
+    kind: Literal["float", "int", "bool", "choice"]
+    value: Value
+    default: Value
+    min: float | None = None
+    max: float | None = None
+    log: bool = False
+    choices: list[str] | None = None
+    help: str = ""
+
+
+class LayerInfo(msgspec.Struct, omit_defaults=True):
+    name: str
+    kind: str
+    shape: list[int] = []
+    params: int = 0
+
+
+class Hello(msgspec.Struct, tag="hello", omit_defaults=True):
+    version: int
+    run_id: str
+    name: str
+    pid: int
+    host: str
+    started: float
+    model: list[LayerInfo] = []
+    params: list[ParamSpec] = []
+    argv: list[str] = []
+    device: str = ""
+
+
+class Metric(msgspec.Struct, tag="metric", omit_defaults=True):
+    step: int
+    t: float
+    values: dict[str, float]
+    epoch: int | None = None
+
+
+class Activations(msgspec.Struct, tag="activations", omit_defaults=True):
+    """A layer's activations, reduced in the child: rows are units, columns samples.
+
+    ``cells`` holds rows*cols uint8 values; the real value of a cell is ``lo + cell * scale``.
+    msgspec carries bytes as base64 in JSON.
+    """
+
+    step: int
+    layer: str
+    rows: int
+    cols: int
+    lo: float
+    scale: float
+    cells: bytes
+    units: int = 0  # the layer's true width, when rows were downsampled
+
+
+class Sample(msgspec.Struct, tag="sample", omit_defaults=True):
+    """Small images (inputs beside outputs), ``count`` images of ``height``×``width``, quantized."""
+
+    step: int
+    name: str
+    count: int
+    height: int
+    width: int
+    lo: float
+    scale: float
+    cells: bytes
+
+
+class ParamChange(msgspec.Struct, tag="param", omit_defaults=True):
+    """A change the child applied (``ok``) or refused (``reason``), and who asked."""
+
+    step: int
+    t: float
+    name: str
+    new: Value | None = None
+    old: Value | None = None
+    ok: bool = True
+    reason: str = ""
+    source: str = ""
+
+
+class Event(msgspec.Struct, tag="event", omit_defaults=True):
+    """Something that happened at a step: a note, a checkpoint, a pause, a warning."""
+
+    step: int
+    t: float
+    kind: str
+    text: str = ""
+    source: str = ""
+    path: str = ""
+
+
+RunState = Literal["starting", "running", "paused", "finished", "failed", "stopped", "lost"]
+
+
+class Status(msgspec.Struct, tag="status", omit_defaults=True):
+    step: int
+    t: float
+    state: RunState
+    exit_code: int | None = None
+    detail: str = ""
+    steps_per_s: float = 0.0
+    overhead: float = 0.0  # fraction of the child's step time spent in monitoring
+
+
+class Command(msgspec.Struct, tag="command", omit_defaults=True):
+    """UI → child. Validated by the child against its declarations, then journaled."""
+
+    action: Literal["set", "pause", "resume", "checkpoint", "stop", "note"]
+    name: str = ""
+    value: Value | None = None
+    text: str = ""
+    source: str = ""
+
+
+Message = Union[Hello, Metric, Activations, Sample, ParamChange, Event, Status, Command]
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Message)
+_probe = msgspec.json.Decoder(dict)
+_KNOWN = {"hello", "metric", "activations", "sample", "param", "event", "status", "command"}
+
+
+def encode(msg: Message) -> bytes:
+    """One JSON line, newline included."""
+    return _encoder.encode(msg) + b"\n"
+
+
+class Malformed(Exception):
+    """A line that is not a valid message (not JSON, wrong shape, bad value)."""
+
+
+class Unknown(Exception):
+    """A well-formed object whose ``type`` this version does not know: skipped, counted."""
+
+
+def decode(line: bytes | str) -> Message:
+    """Decode one line; raise ``Unknown`` or ``Malformed`` for what must be skipped."""
+    try:
+        return _decoder.decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as err:
+        try:
+            obj = _probe.decode(line)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            raise Malformed(str(err)) from None
+        if obj.get("type") not in _KNOWN and isinstance(obj.get("type"), str):
+            raise Unknown(obj["type"]) from None
+        raise Malformed(str(err)) from None
+
+
+class DecodeCounts(msgspec.Struct):
+    """What a reader skipped, for the diagnostics a person can see."""
+
+    malformed: int = 0
+    unknown: int = 0
+    torn: int = 0
+    last_error: str = ""
+
+
+def decode_lines(lines: list[bytes], counts: DecodeCounts) -> list[Message]:
+    """Decode a batch of complete lines, skipping and counting what does not decode."""
+    out: list[Message] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            out.append(decode(line))
+        except Unknown:
+            counts.unknown += 1
+        except Malformed as err:
+            counts.malformed += 1
+            counts.last_error = str(err)[:200]
+    return out
