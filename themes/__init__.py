@@ -1,0 +1,1 @@
+"""Theme files (TOML) that neurotop loads at start. Users add their own in ~/.config/neurotop/themes."""

@@ -1,0 +1,30 @@
+# The README's commands. `make run` opens neurotop on the demo; `make test` runs the suite.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+
+.PHONY: setup run test bench clean
+
+$(BIN)/neurotop: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, so nothing later pulls a multi-GB CUDA build; on a GPU box set TORCH=torch
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[demo,test]"
+	@touch $@
+
+setup: $(BIN)/neurotop
+
+run: setup
+	$(BIN)/neurotop
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,271 @@
+"""The link to a run: spawn a child or attach to one; reader threads feed the store.
+
+Reader threads only decode, ingest into the ``RunStore`` (which has its own lock) and call
+``notify`` (the app's thread-safe ``post_message``). They never touch widgets.
+
+A spawned child gets two pipes (events, control) whose fd numbers it finds in its environment,
+its stdout/stderr go straight to ``output.log`` (so a dead UI can never block or kill it), and it
+runs in its own session (no SIGHUP when the terminal goes away).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from trainer import journal
+from trainer.protocol import ENV_CONTROL_FD, ENV_EVENTS_FD, ENV_RUN_DIR, Command, decode_lines, encode
+from tui.store import Notice, RunStore
+
+POLL_INTERVAL = 0.2
+READ_CHUNK = 1 << 20
+
+
+class LinkClosed(Exception):
+    """A command could not reach the run (it ended, or its socket is gone)."""
+
+
+class Link:
+    """One run as seen from the UI. Build with ``spawn`` or ``attach``."""
+
+    def __init__(self, store: RunStore, run_dir: Path, notify: Callable[[], None]) -> None:
+        self.store, self.run_dir, self.notify = store, run_dir, notify
+        self.process: subprocess.Popen | None = None
+        self._control: int | socket.socket | None = None
+        self._closing = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.output_parser = None  # set by `neurotop run` to turn output lines into metrics
+
+    # ------------------------------------------------------------------------------ spawn
+    @classmethod
+    def spawn(cls, argv: list[str], run_dir: Path, store: RunStore, notify: Callable[[], None],
+              env: dict[str, str] | None = None) -> "Link":
+        link = cls(store, run_dir, notify)
+        events_r, events_w = os.pipe()
+        control_r, control_w = os.pipe()
+        child_env = dict(os.environ if env is None else env)
+        child_env.update({ENV_EVENTS_FD: str(events_w), ENV_CONTROL_FD: str(control_r),
+                          ENV_RUN_DIR: str(run_dir), "PYTHONUNBUFFERED": "1"})
+        info = journal.RunInfo(id=run_dir.name, name=store.name or run_dir.name, command=list(argv))
+        out = os.open(run_dir / journal.OUTPUT, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            link.process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=child_env,
+                pass_fds=(events_w, control_r), start_new_session=True, cwd=os.getcwd(),
+            )
+        except OSError as err:
+            for fd in (events_r, events_w, control_r, control_w):
+                os.close(fd)
+            os.write(out, f"neurotop: cannot start {argv[0]!r}: {err.strerror or err}\n".encode())
+            os.close(out)
+            info.state, info.exit_code = "failed", 127
+            info.save(run_dir)
+            store.child_exited(127, f"could not start: {err.strerror or err}")
+            link._start(link._tail_output)
+            return link
+        os.close(out)
+        for fd in (events_w, control_r):
+            os.close(fd)
+        info.pid = link.process.pid
+        info.save(run_dir)
+        link._control = control_w
+        link._start(link._read_pipe, events_r)
+        link._start(link._tail_output)
+        link._start(link._wait_child)
+        return link
+
+    # ----------------------------------------------------------------------------- attach
+    @classmethod
+    def attach(cls, run_dir: Path, store: RunStore, notify: Callable[[], None]) -> "Link":
+        """Rebuild from the journal, then follow it; commands go through ``control.sock``."""
+        link = cls(store, run_dir, notify)
+        info = journal.RunInfo.load(run_dir) if (run_dir / journal.RUN_JSON).exists() else None
+        if info is not None and info.effective_state() == "lost":
+            store.state = "lost"
+            store.detail = f"pid {info.pid} is gone and left no end record"
+        link._socket_path = Path(info.socket) if info and info.socket else journal.socket_path_for(run_dir)
+        link._start(link._follow_journal)
+        link._start(link._tail_output)
+        return link
+
+    # ---------------------------------------------------------------------------- commands
+    def send(self, cmd: Command) -> None:
+        """Send a command to the run; raises ``LinkClosed`` with a reason a person can read."""
+        if self.store.finished:
+            raise LinkClosed(f"the run has {self.store.state}: commands no longer reach it")
+        line = encode(cmd)
+        if self.process is not None:
+            if self._control is None:
+                raise LinkClosed("the run has no control pipe")
+            try:
+                os.write(self._control, line)
+            except OSError as err:
+                raise LinkClosed(f"the run is not listening ({err.strerror})") from None
+            return
+        self._send_socket(line)
+
+    def _send_socket(self, line: bytes) -> None:
+        for attempt in (0, 1):
+            if self._control is None:
+                try:
+                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    sock.settimeout(2.0)
+                    sock.connect(str(self._socket_path))
+                    self._control = sock
+                except OSError as err:
+                    raise LinkClosed(f"cannot reach the run's control socket ({err.strerror or err})") from None
+            try:
+                self._control.sendall(line)
+                return
+            except OSError:
+                self._control.close()
+                self._control = None
+        raise LinkClosed("the run's control socket closed")
+
+    # ------------------------------------------------------------------------------ ending
+    def detach(self) -> None:
+        """Leave the run alone: close our ends; the child carries on and keeps journaling."""
+        self._closing.set()
+        if isinstance(self._control, int):
+            os.close(self._control)
+        elif self._control is not None:
+            self._control.close()
+        self._control = None
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Ask for a clean stop; escalate to SIGTERM, then SIGKILL, if the child does not go."""
+        try:
+            self.send(Command(action="stop", source="ui"))
+        except LinkClosed:
+            pass
+        if self.process is None:
+            return
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGTERM)
+            try:
+                self.process.wait(3)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else (self.store.hello.pid if self.store.hello else None)
+
+    # ------------------------------------------------------------------------------ threads
+    def _start(self, target: Callable, *args) -> None:
+        thread = threading.Thread(target=target, args=args, name=f"neurotop-{target.__name__}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _ingest_lines(self, lines: list[bytes]) -> None:
+        self.store.ingest(decode_lines(lines, self.store.counts))
+        self.notify()
+
+    def _read_pipe(self, fd: int) -> None:
+        partial = b""
+        try:
+            while True:
+                data = os.read(fd, READ_CHUNK)
+                if not data:
+                    break
+                data = partial + data
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    partial = data
+                    continue
+                partial = data[cut + 1 :]
+                self._ingest_lines(data[:cut].split(b"\n"))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        if partial:
+            with self.store.lock:
+                self.store.counts.torn += 1
+
+    def _follow_journal(self) -> None:
+        path = self.run_dir / journal.JOURNAL
+        while not path.exists() and not self._closing.is_set():
+            time.sleep(POLL_INTERVAL)
+        reader = journal.JournalReader(path)
+        try:
+            while not self._closing.is_set():
+                lines = reader.read_lines(READ_CHUNK * 8)
+                if lines:
+                    self._ingest_lines(lines)
+                    continue
+                if self.store.finished:
+                    if reader.finish():
+                        with self.store.lock:
+                            self.store.counts.torn += 1
+                        self.notify()
+                    break
+                time.sleep(POLL_INTERVAL)
+        finally:
+            reader.close()
+
+    def _tail_output(self) -> None:
+        """Follow ``output.log`` into the log pane (and the metric parser, for plain commands)."""
+        path = self.run_dir / journal.OUTPUT
+        while not path.exists():
+            if self._closing.wait(POLL_INTERVAL) or self.store.finished:
+                return
+        with open(path, "rb") as f:
+            partial = b""
+            while not self._closing.is_set():
+                data = f.read(READ_CHUNK)
+                if not data:
+                    if self.store.finished and self._exit_seen():
+                        break
+                    time.sleep(POLL_INTERVAL)
+                    continue
+                if self.output_parser is not None:
+                    self.output_parser.feed(data, self.store)
+                data = partial + data
+                lines = data.split(b"\n")
+                partial = lines.pop()
+                if lines:
+                    self.store.add_output([ln.decode("utf-8", "replace").rstrip("\r") for ln in lines])
+                    self.notify()
+            if partial:
+                self.store.add_output([partial.decode("utf-8", "replace")])
+                self.notify()
+
+    def _exit_seen(self) -> bool:
+        return self.process is None or self.process.poll() is not None
+
+    def _wait_child(self) -> None:
+        code = self.process.wait()
+        self.store.child_exited(code, describe_exit(code))
+        self.notify()
+
+
+def describe_exit(code: int) -> str:
+    """``exited with code 1`` / ``was killed by SIGKILL``: what a person needs to read."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name}"
+    return f"exited with code {code}"
+
+
+def python_argv(module: str, args: list[str]) -> list[str]:
+    """Run one of our modules with the same interpreter the UI runs on."""
+    return [sys.executable, "-m", module, *args]

@@ -1,0 +1,208 @@
+"""RunStore: everything the panes draw, bounded, fed off the UI thread (DESIGN rules 4 and 5).
+
+The link's reader thread calls ``ingest`` with decoded batches; panes read under ``lock`` on the
+UI's repaint clock and compare ``versions`` to skip work when nothing changed.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from trainer.protocol import (
+    Activations,
+    Command,
+    DecodeCounts,
+    Event,
+    Hello,
+    Message,
+    Metric,
+    ParamChange,
+    ParamSpec,
+    Sample,
+    Status,
+)
+from tui.series import Series
+
+MAX_EVENTS = 5000
+MAX_OUTPUT_LINES = 5000
+FINAL_STATES = ("finished", "failed", "stopped", "lost")
+
+
+@dataclass
+class Marker:
+    """A point on the loss chart's timeline: a parameter change, a note, a checkpoint."""
+
+    step: int
+    kind: str
+    label: str
+
+
+@dataclass
+class Notice:
+    """Something a person must be told once (a refused value, a dead child)."""
+
+    text: str
+    severity: str = "information"
+
+
+@dataclass
+class RunStore:
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    hello: Hello | None = None
+    name: str = ""
+    state: str = "starting"
+    detail: str = ""
+    exit_code: int | None = None
+    step: int = 0
+    epoch: int | None = None
+    started: float = field(default_factory=time.time)
+    ended: float | None = None
+    steps_per_s: float = 0.0
+    overhead: float = 0.0
+    series: dict[str, Series] = field(default_factory=dict)
+    params: dict[str, ParamSpec] = field(default_factory=dict)
+    last_change: dict[str, ParamChange] = field(default_factory=dict)
+    markers: collections.deque = field(default_factory=lambda: collections.deque(maxlen=MAX_EVENTS))
+    events: collections.deque = field(default_factory=lambda: collections.deque(maxlen=MAX_EVENTS))
+    activations: dict[str, Activations] = field(default_factory=dict)
+    samples: dict[str, Sample] = field(default_factory=dict)
+    output: collections.deque = field(default_factory=lambda: collections.deque(maxlen=MAX_OUTPUT_LINES))
+    output_total: int = 0
+    notices: collections.deque = field(default_factory=lambda: collections.deque(maxlen=100))
+    counts: DecodeCounts = field(default_factory=DecodeCounts)
+    messages: int = 0
+    read_only: bool = False
+    system: object | None = None  # the latest tui.system.SystemSample
+    versions: collections.Counter = field(default_factory=collections.Counter)
+
+    # -------------------------------------------------------------------------------- ingest
+    def ingest(self, batch: list[Message]) -> None:
+        """Apply a decoded batch. Metrics are grouped per series and appended vectorised."""
+        if not batch:
+            return
+        columns: dict[str, tuple[list[int], list[float]]] = {}
+        with self.lock:
+            self.messages += len(batch)
+            for msg in batch:
+                kind = type(msg)
+                if kind is Metric:
+                    for name, value in msg.values.items():
+                        steps, values = columns.setdefault(name, ([], []))
+                        steps.append(msg.step)
+                        values.append(value)
+                    self.step = max(self.step, msg.step)
+                    if msg.epoch is not None:
+                        self.epoch = msg.epoch
+                elif kind is Activations:
+                    self.activations[msg.layer] = msg
+                    self.versions["activations"] += 1
+                elif kind is Sample:
+                    self.samples[msg.name] = msg
+                    self.versions["samples"] += 1
+                elif kind is Status:
+                    self._on_status(msg)
+                elif kind is ParamChange:
+                    self._on_param(msg)
+                elif kind is Event:
+                    self._on_event(msg)
+                elif kind is Hello:
+                    self._on_hello(msg)
+                # a Command in a journal is an echo of what was sent: nothing to draw
+            for name, (steps, values) in columns.items():
+                series = self.series.get(name)
+                if series is None:
+                    series = self.series[name] = Series()
+                series.extend(np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64))
+            if columns:
+                self.versions["metrics"] += 1
+            self.versions["header"] += 1
+
+    def _on_hello(self, msg: Hello) -> None:
+        self.hello, self.name, self.started = msg, msg.name, msg.started
+        self.params = {p.name: p for p in msg.params}
+        if self.state == "starting":
+            self.state = "running"
+        self.versions["params"] += 1
+        self.versions["model"] += 1
+
+    def _on_status(self, msg: Status) -> None:
+        if self.state in FINAL_STATES and msg.state not in FINAL_STATES:
+            return  # a late heartbeat never revives a run we know has ended
+        self.state, self.step = msg.state, max(self.step, msg.step)
+        self.steps_per_s, self.overhead = msg.steps_per_s, msg.overhead
+        if msg.state in FINAL_STATES:
+            self.exit_code, self.detail, self.ended = msg.exit_code, msg.detail, msg.t
+
+    def _on_param(self, msg: ParamChange) -> None:
+        self.last_change[msg.name] = msg
+        spec = self.params.get(msg.name)
+        if msg.ok and spec is not None:
+            spec.value = msg.new
+            self.markers.append(Marker(msg.step, "param", f"{msg.name}={_short(msg.new)}"))
+        elif not msg.ok:
+            self.notices.append(Notice(f"{msg.name} = {msg.new!r} refused: {msg.reason}", "warning"))
+        self.events.append(msg)
+        self.versions["params"] += 1
+        self.versions["events"] += 1
+
+    def _on_event(self, msg: Event) -> None:
+        self.events.append(msg)
+        self.versions["events"] += 1
+        if msg.kind in ("note", "checkpoint", "warning"):
+            self.markers.append(Marker(msg.step, msg.kind, msg.text or msg.kind))
+        if msg.kind == "warning":
+            self.notices.append(Notice(msg.text, "warning"))
+        elif msg.kind == "checkpoint":
+            self.notices.append(Notice(f"checkpoint saved at step {msg.step:,}"))
+
+    # ------------------------------------------------------------------- from the supervisor
+    def add_output(self, lines: list[str]) -> None:
+        with self.lock:
+            self.output.extend(lines)
+            self.output_total += len(lines)
+            self.versions["output"] += 1
+
+    def child_exited(self, code: int, detail: str) -> None:
+        """The process is gone. A clean end record wins; otherwise the exit code tells."""
+        with self.lock:
+            if self.state not in FINAL_STATES:
+                self.state = "finished" if code == 0 else "failed"
+                self.exit_code, self.detail, self.ended = code, detail, time.time()
+                if code != 0:
+                    self.notices.append(Notice(f"the run {detail}", "error"))
+            elif self.exit_code is None:
+                self.exit_code = code
+            self.versions["header"] += 1
+
+    def set_system(self, sample: object) -> None:
+        with self.lock:
+            self.system = sample
+            self.versions["system"] += 1
+
+    def take_notices(self) -> list[Notice]:
+        with self.lock:
+            out = list(self.notices)
+            self.notices.clear()
+            return out
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def elapsed(self) -> float:
+        return (self.ended or time.time()) - self.started
+
+
+def _short(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def command_label(cmd: Command) -> str:
+    return cmd.action if cmd.action != "set" else f"{cmd.name} → {_short(cmd.value)}"

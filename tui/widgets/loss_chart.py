@@ -1,0 +1,149 @@
+"""The loss chart: every series as a min/max envelope plus its smoothed line, markers for changes.
+
+plotext costs ~5 µs a point and blocks the loop while it builds, so the chart never hands it
+more than about two points per column: each series is asked for ``width // 2`` buckets and
+drawn as a zigzag through each bucket's min and max (a spike always shows), and the smoothed
+value is the EMA computed on the raw stream at ingest, so it does not change with zoom.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.text import Text
+from textual.color import Color
+from textual_plotext import PlotextPlot
+
+from tui.series import SMOOTHING
+from tui.store import RunStore
+
+MAX_SERIES = 4
+MIN_SPAN = 16
+
+
+def series_order(names: list[str]) -> list[str]:
+    """``loss`` first, then other losses, then the rest; at most ``MAX_SERIES``."""
+    def key(name: str) -> tuple[int, str]:
+        return (0 if name == "loss" else 1 if "loss" in name else 2, name)
+    return sorted(names, key=key)[:MAX_SERIES]
+
+
+class LossChart(PlotextPlot):
+    """Train and validation loss against step, zoomable, following the newest steps by default."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.log_y = False
+        self.smoothing_index = 2  # 0.9
+        self.span: int | None = None  # steps in view; None: the whole run
+        self.right: int | None = None  # right edge; None: follow the newest step
+        self._seen: tuple | None = None
+        self._cached: Text | None = None
+        self._cache_key: tuple | None = None
+
+    @property
+    def smoothing(self) -> float:
+        return SMOOTHING[self.smoothing_index]
+
+    # ------------------------------------------------------------------------ view controls
+    def toggle_log(self) -> None:
+        self.log_y = not self.log_y
+        self._seen = None
+
+    def cycle_smoothing(self) -> float:
+        self.smoothing_index = (self.smoothing_index + 1) % len(SMOOTHING)
+        self._seen = None
+        return self.smoothing
+
+    def zoom(self, store: RunStore, factor: float) -> None:
+        first, last = self._extent(store)
+        full = max(last - first, 1)
+        span = (self.span or full) * factor
+        self.span = None if span >= full else max(MIN_SPAN, int(span))
+        self._seen = None
+
+    def pan(self, store: RunStore, direction: int) -> None:
+        first, last = self._extent(store)
+        if self.span is None:
+            return
+        right = (self.right if self.right is not None else last) + direction * self.span // 4
+        self.right = None if right >= last else max(first + self.span, right)
+        self._seen = None
+
+    def follow(self) -> None:
+        self.right = None
+        self._seen = None
+
+    def _extent(self, store: RunStore) -> tuple[int, int]:
+        with store.lock:
+            firsts = [s.first_step for s in store.series.values() if len(s)]
+            lasts = [s.last_step for s in store.series.values() if len(s)]
+        return (min(firsts), max(lasts)) if firsts else (0, 0)
+
+    def window(self, store: RunStore) -> tuple[int | None, int | None]:
+        if self.span is None:
+            return None, None
+        _, last = self._extent(store)
+        right = self.right if self.right is not None else last
+        return right - self.span, right
+
+    # ------------------------------------------------------------------------------ drawing
+    def refresh_from(self, store: RunStore) -> None:
+        """Rebuild the plot when the data, the view or the size changed; else do nothing."""
+        key = (store.versions["metrics"], store.versions["events"], self.size, self.app.theme)
+        if key == self._seen:
+            return
+        self._seen = key
+        lo, hi = self.window(store)
+        columns = max(8, self.size.width // 2)
+        with store.lock:
+            names = series_order(list(store.series))
+            views = {n: store.series[n].view(lo, hi, columns, smoothing=self.smoothing) for n in names}
+            markers = [m for m in store.markers if (lo is None or m.step >= lo) and (hi is None or m.step <= hi)]
+        self._draw(views, markers[-20:])
+        follow = "following" if self.right is None else "panned"
+        zoom = "whole run" if self.span is None else f"{self.span:,} steps"
+        self.border_subtitle = f"{zoom} · {follow} · smooth {self.smoothing:g}{' · log y' if self.log_y else ''}"
+        self._cached = None
+        self.refresh()
+
+    def _draw(self, views: dict, markers: list) -> None:
+        plt = self.plt
+        plt.clear_data()
+        variables = self.app.theme_variables
+        dim = _rgb(variables.get("foreground-muted") or variables.get("panel", "#777777"))
+        plt.xlabel("step")
+        plt.yscale("log" if self.log_y else "linear")
+        for i, (name, view) in enumerate(views.items()):
+            colour = _rgb(variables.get(f"series-{i + 1}", "#4EA8DE"))
+            ok = np.isfinite(view.lo) & np.isfinite(view.hi)
+            if self.log_y:
+                ok &= view.lo > 0
+            if not ok.any():
+                continue
+            steps = view.steps[ok]
+            xs = np.repeat(steps, 2).tolist()
+            ys = np.column_stack([view.lo[ok], view.hi[ok]]).ravel().tolist()
+            smooth = view.smooth[ok]
+            if self.smoothing > 0:
+                plt.plot(xs, ys, color=dim, marker="braille")
+                good = np.isfinite(smooth)
+                plt.plot(steps[good].tolist(), smooth[good].tolist(), color=colour, marker="braille", label=name)
+            else:
+                plt.plot(xs, ys, color=colour, marker="braille", label=name)
+        accent = _rgb(variables.get("accent", "#F4A259"))
+        for marker in markers:
+            plt.vline(marker.step, accent)
+
+    def render(self):
+        key = (self.size, self.app.theme, self._seen)
+        if self._cached is None or key != self._cache_key:
+            self._cached = super().render()
+            self._cache_key = key
+        return self._cached
+
+
+def _rgb(value: str) -> tuple[int, int, int]:
+    try:
+        return Color.parse(value).rgb
+    except Exception:
+        return (128, 128, 128)
