@@ -1,0 +1,22 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+SCRIPTED = ROOT / "tests" / "children" / "scripted.py"
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    """A private runs directory; every Monitor and CLI call in the test lands there."""
+    root = tmp_path / "runs"
+    monkeypatch.setenv("NEUROTOP_RUNS", str(root))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return root
+
+
+def scripted(*args: str) -> list[str]:
+    """The argv of the fake, torch-free training child."""
+    return [sys.executable, str(SCRIPTED), *args]
