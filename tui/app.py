@@ -185,11 +185,14 @@ class NeurotopApp(App[str | None]):
 
     def action_select_param(self, delta: int) -> None:
         pane = self.query_one(ParamsPane)
+        pane.refresh_from(self.store)  # the names may have arrived since the last clock tick
         pane.move(delta)
         pane.refresh_from(self.store)
 
     def _selected_spec(self):
-        name = self.query_one(ParamsPane).current
+        pane = self.query_one(ParamsPane)
+        pane.refresh_from(self.store)
+        name = pane.current
         spec = self.store.params.get(name) if name else None
         if spec is None:
             self.notify("no parameter to change: this run declared none", severity="warning")

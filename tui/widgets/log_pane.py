@@ -8,6 +8,10 @@ from tui.store import RunStore
 
 
 class LogPane(Log):
+    """Not focusable: the arrow keys belong to the params and the chart, whatever has focus."""
+
+    can_focus = False
+
     def __init__(self, **kwargs) -> None:
         super().__init__(max_lines=5000, **kwargs)
         self._written = 0

@@ -1,0 +1,121 @@
+"""The real app, driven by Pilot, against real child processes (the scripted one: fast, no torch)."""
+
+import asyncio
+import time
+
+import pytest
+
+from tests.conftest import scripted
+from trainer import journal
+from trainer.protocol import Command, Event, ParamChange
+from tui.app import NeurotopApp
+from tui.link import Link
+from tui.widgets.activations import ActivationsPane
+from tui.widgets.loss_chart import LossChart
+from tui.widgets.params_pane import ParamsPane
+
+
+def spawning_app(runs, *args, name="scripted", **kw):
+    run_dir = journal.create_run_dir(runs, name)
+    app = NeurotopApp(lambda store, notify: Link.spawn(scripted(*args), run_dir, store, notify),
+                      name=name, sample_system=kw.pop("sample_system", False), **kw)
+    return app, run_dir
+
+
+async def until(pilot, predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("timed out waiting for the app")
+
+
+async def test_panes_fill_and_keys_reach_the_child(runs):
+    app, run_dir = spawning_app(runs, "--rate", "400")
+    async with app.run_test(size=(120, 40)) as pilot:
+        store = app.store
+        await until(pilot, lambda: store.hello is not None and store.step > 20)
+        assert store.name == "scripted" and set(store.params) == {"lr", "weight_decay", "optimizer"}
+        assert "loss" in store.series
+        await until(pilot, lambda: "lr" in str(app.query_one(ParamsPane).render()))
+        # + doubles the selected (first) parameter: the child applies and acknowledges it
+        await pilot.press("plus")
+        await until(pilot, lambda: store.params["lr"].value == pytest.approx(2e-3))
+        change = store.last_change["lr"]
+        assert change.ok and change.source == "ui" and change.old == pytest.approx(1e-3)
+        assert any(m.kind == "param" and m.step == change.step for m in store.markers)
+        # p pauses: the step stops advancing; p again resumes
+        await pilot.press("p")
+        await until(pilot, lambda: store.state == "paused")
+        paused_at = store.step
+        await pilot.pause(0.5)
+        assert store.step <= paused_at + 1
+        await pilot.press("p")
+        await until(pilot, lambda: store.state == "running" and store.step > paused_at + 5)
+        # the panes drew what the store holds
+        await until(pilot, lambda: app.query_one(ActivationsPane).layer is not None)
+        chart = app.query_one(LossChart)
+        chart.refresh_from(store)
+        assert chart._seen is not None
+        await pilot.press("q")
+        await pilot.press("s")  # stop the run cleanly
+        await until(pilot, lambda: store.state == "stopped", timeout=20)
+    assert app.return_value == "stop"
+
+
+async def test_refused_value_is_shown_not_applied(runs):
+    app, run_dir = spawning_app(runs, "--rate", "300")
+    async with app.run_test(size=(120, 40)) as pilot:
+        store = app.store
+        await until(pilot, lambda: store.hello is not None)
+        app.send(Command(action="set", name="lr", value=50.0, source="ui"))
+        await until(pilot, lambda: "lr" in store.last_change)
+        change = store.last_change["lr"]
+        assert not change.ok and "maximum" in change.reason
+        assert store.params["lr"].value == pytest.approx(1e-3)
+        await until(pilot, lambda: "refused" in str(app.query_one(ParamsPane).render()))
+        app.link.stop()
+
+
+async def test_typed_value_and_note(runs):
+    app, run_dir = spawning_app(runs, "--rate", "300")
+    async with app.run_test(size=(120, 40)) as pilot:
+        store = app.store
+        await until(pilot, lambda: store.hello is not None)
+        await pilot.press("down", "down", "e")  # the choice parameter
+        await pilot.pause(0.2)
+        inp = app.screen.query_one("#prompt-input")
+        inp.value = ""
+        await pilot.press(*"sgd", "enter")
+        await until(pilot, lambda: store.params["optimizer"].value == "sgd")
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        await pilot.press(*"loss plateau", "enter")
+        await until(pilot, lambda: any(isinstance(e, Event) and e.kind == "note" for e in store.events))
+        note = [e for e in store.events if isinstance(e, Event) and e.kind == "note"][0]
+        assert note.text == "loss plateau" and note.source == "ui"
+        assert any(m.kind == "note" and m.label == "loss plateau" for m in store.markers)
+        app.link.stop()
+
+
+async def test_child_failure_is_shown_and_the_app_stays(runs):
+    app, run_dir = spawning_app(runs, "--rate", "1000", "--fail-at", "40")
+    async with app.run_test(size=(120, 40)) as pilot:
+        store = app.store
+        await until(pilot, lambda: store.state == "failed")
+        assert "synthetic failure" in store.detail or store.exit_code == 1
+        await until(pilot, lambda: any("RuntimeError: synthetic failure" in line for line in store.output))
+        await pilot.press("plus")  # a command to a finished run is refused with a reason, not an exception
+        await pilot.pause(0.3)
+        assert app.is_running
+
+
+async def test_command_that_does_not_exist(runs):
+    run_dir = journal.create_run_dir(runs, "nothing")
+    app = NeurotopApp(lambda store, notify: Link.spawn(["/nonexistent/train.py"], run_dir, store, notify),
+                      sample_system=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.store.state == "failed")
+        assert "could not start" in app.store.detail
+        await until(pilot, lambda: any("cannot start" in line for line in app.store.output))

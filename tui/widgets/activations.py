@@ -1,0 +1,123 @@
+"""The activations pane: one layer at a time, units across and samples down.
+
+Units run along x so a dead unit (zero for every sample) is a dark column, the shape a person
+looks for. The pane reads the store only when ``versions["activations"]`` moved, and decodes a
+snapshot only when the layer on screen got a new one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.markup import escape
+
+from trainer.protocol import Activations
+from tui.store import RunStore
+from tui.widgets.heatmap import Heatmap
+
+
+def dead_units(msg: Activations, cells: np.ndarray) -> int:
+    """Rows (units) whose real value is zero, within quantization, for every sample."""
+    values = msg.lo + cells.astype(np.float64) * msg.scale
+    tol = abs(msg.scale) / 2 if msg.scale else 1e-12
+    return int(np.count_nonzero(np.all(np.abs(values) <= tol, axis=1)))
+
+
+def decode_cells(msg: Activations) -> np.ndarray:
+    """The snapshot as rows (units) × cols (samples) of uint8; a short message pads with 0."""
+    need = msg.rows * msg.cols
+    cells = np.frombuffer(msg.cells, np.uint8)[:need]
+    if cells.size < need:  # a malformed snapshot should look wrong, not crash the app
+        cells = np.concatenate([cells, np.zeros(need - cells.size, np.uint8)])
+    return cells.reshape(msg.rows, msg.cols)
+
+
+class ActivationsPane(Vertical):
+    """A layer's latest activations as a heatmap, its name and step in the border title, its
+    value range and dead-unit count in a legend under the picture."""
+
+    DEFAULT_CSS = """
+    ActivationsPane { height: 1fr; }
+    """
+
+    def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.border_title = "Activations"
+        self.layer_names: list[str] = []
+        self.current_layer: str | None = None  # the layer on screen
+        self.dead = 0
+        self._store: RunStore | None = None
+        self._version = -1
+        self._shown: Activations | None = None
+        self.heatmap = Heatmap()
+
+    def compose(self) -> ComposeResult:
+        yield self.heatmap
+
+    def refresh_from(self, store: RunStore) -> None:
+        """Take a new snapshot from ``store`` if there is one (cheap when nothing changed)."""
+        self._store = store
+        with store.lock:
+            version = store.versions["activations"]
+            if version == self._version:
+                return
+            self._version = version
+            self._sync_layers(store)
+            msg = store.activations.get(self.current_layer) if self.current_layer is not None else None
+        self._show(msg)
+
+    def next_layer(self) -> None:
+        """Show the next layer (wraps around)."""
+        self._step(+1)
+
+    def previous_layer(self) -> None:
+        """Show the previous layer (wraps around)."""
+        self._step(-1)
+
+    # ------------------------------------------------------------------------------ internals
+    def _step(self, delta: int) -> None:
+        if not self.layer_names:
+            return
+        index = self.layer_names.index(self.current_layer) if self.current_layer in self.layer_names else 0
+        self.current_layer = self.layer_names[(index + delta) % len(self.layer_names)]
+        msg = None
+        if self._store is not None:
+            with self._store.lock:
+                msg = self._store.activations.get(self.current_layer)
+        self._show(msg)
+
+    def _sync_layers(self, store: RunStore) -> None:
+        """Layers in model order when the hello names them, else in order of first arrival."""
+        seen = list(store.activations)
+        model = [layer.name for layer in store.hello.model] if store.hello is not None else []
+        rank = {name: i for i, name in enumerate(model)}
+        self.layer_names = sorted(seen, key=lambda n: (0, rank[n]) if n in rank else (1, seen.index(n)))
+        if self.current_layer not in self.layer_names:
+            self.current_layer = self.layer_names[0] if self.layer_names else None
+
+    def _show(self, msg: Activations | None) -> None:
+        if msg is self._shown and msg is not None:
+            self._set_title(msg)  # the layer list may have grown: the position changed
+            return
+        self._shown = msg
+        self._set_title(msg)
+        if msg is None:
+            self.dead = 0
+            self.heatmap.set_data(None)
+            return
+        cells = decode_cells(msg)
+        self.dead = dead_units(msg, cells)
+        hi = msg.lo + 255 * msg.scale
+        grouped = msg.units > msg.rows
+        legend = f"{msg.lo:.3g} … {hi:.3g}   dead: {self.dead}/{msg.rows}{' groups' if grouped else ''}"
+        self.heatmap.set_data(cells.T, legend)  # units across, samples down
+
+    def _set_title(self, msg: Activations | None) -> None:
+        if msg is None:
+            self.border_title = "Activations"
+            return
+        units = msg.units or msg.rows
+        shape = f"{units:,} units" + (f" in {msg.rows} rows" if units > msg.rows else "")
+        nav = f"  ◂ {self.layer_names.index(msg.layer) + 1}/{len(self.layer_names)} ▸" if len(self.layer_names) > 1 else ""
+        self.border_title = escape(f"Activations: {msg.layer} ({shape} × {msg.cols} samples) step {msg.step:,}{nav}")
