@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--probe-every", type=int, default=50, help="activation snapshot cadence in steps")
     ap.add_argument("--val-every", type=int, default=100, help="validation cadence in steps")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: this model is tiny, and spinning OpenMP threads "
+                         "collapse when they share cores with the UI)")
     ap.add_argument("--name", default="autoencoder-digits")
     ap.add_argument("--no-monitor", action="store_true", help="train with monitoring off (for benchmarks)")
     return ap.parse_args(argv)
@@ -72,6 +75,7 @@ def pick_device(name: str) -> torch.device:
 
 def train(args: argparse.Namespace) -> Monitor:
     torch.manual_seed(args.seed)
+    torch.set_num_threads(max(1, args.threads))
     device = pick_device(args.device)
     x_train, _, x_val, _ = (t.to(device) for t in load_digits_split(args.seed))
     model = Autoencoder(64, args.hidden, args.latent).to(device)
