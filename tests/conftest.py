@@ -20,3 +20,16 @@ def runs(tmp_path, monkeypatch):
 def scripted(*args: str) -> list[str]:
     """The argv of the fake, torch-free training child."""
     return [sys.executable, str(SCRIPTED), *args]
+
+
+@pytest.fixture(autouse=True)
+def no_orphans():
+    """Children that a test started (in their own sessions, so they would survive) end with it."""
+    import psutil
+
+    yield
+    for child in psutil.Process().children(recursive=True):
+        try:
+            child.kill()
+        except psutil.Error:
+            pass

@@ -64,17 +64,18 @@ class NeurotopApp(App[str | None]):
     """Returns "stop", "detach" or None from ``run()``; the CLI prints the attach line."""
 
     CSS_PATH = "neurotop.tcss"
+    ENABLE_COMMAND_PALETTE = False  # every action has a key; the palette's ^p only took footer room
     TITLE = "neurotop"
     BINDINGS = [
         Binding("up", "select_param(-1)", "Param up", id="params.up", show=False),
         Binding("down", "select_param(1)", "Param down", id="params.down", show=False),
-        Binding("plus,equals_sign", "step_param(1)", "Step +", id="params.increase"),
-        Binding("minus", "step_param(-1)", "Step -", id="params.decrease", key_display="-"),
+        Binding("plus,equals_sign", "step_param(1)", "Step param", id="params.increase", key_display="+/-"),
+        Binding("minus", "step_param(-1)", "Step -", id="params.decrease", show=False),
         Binding("e", "edit_param", "Edit", id="params.edit"),
         Binding("p", "toggle_pause", "Pause", id="run.pause"),
         Binding("c", "checkpoint", "Checkpoint", id="run.checkpoint"),
         Binding("n", "note", "Note", id="run.note"),
-        Binding("l", "toggle_log", "Log-y", id="chart.log"),
+        Binding("l", "toggle_log", "Log-y", id="chart.log", show=False),
         Binding("s", "smoothing", "Smooth", id="chart.smooth", show=False),
         Binding("z", "zoom(0.5)", "Zoom in", id="chart.zoom_in", show=False),
         Binding("Z,x", "zoom(2.0)", "Zoom out", id="chart.zoom_out", show=False),
@@ -83,19 +84,20 @@ class NeurotopApp(App[str | None]):
         Binding("f,end", "follow", "Follow newest", id="chart.follow", show=False),
         Binding("left_square_bracket", "layer(-1)", "Previous layer", id="activations.previous", show=False),
         Binding("right_square_bracket", "layer(1)", "Next layer", id="activations.next", show=False),
-        Binding("t", "next_theme", "Theme", id="app.theme"),
+        Binding("t", "next_theme", "Theme", id="app.theme", show=False),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("q", "quit_run", "Quit", id="app.quit"),
     ]
 
     def __init__(self, link_factory: LinkFactory, *, name: str = "", refresh_hz: float = 4.0,
-                 chart_hz: float = 1.0, sample_system: bool = True, read_only: bool = False) -> None:
+                 chart_hz: float = 1.0, sample_system: bool = True, read_only: bool = False,
+                 show_ui_cost: bool = True) -> None:
         super().__init__()
         self.store = RunStore(name=name, read_only=read_only)
         self.link_factory = link_factory
         self.link: Link | None = None
         self.refresh_hz, self.chart_hz = refresh_hz, chart_hz
-        self.sample_system = sample_system
+        self.sample_system, self.show_ui_cost = sample_system, show_ui_cost
         self.pending: dict[str, Value] = {}  # debounced parameter changes, the latest wins
         self._send_timer = None
         themes, self.theme_problems = load_themes()
@@ -108,7 +110,7 @@ class NeurotopApp(App[str | None]):
 
     # ------------------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
-        yield RunHeader(id="header")
+        yield RunHeader(show_ui_cost=self.show_ui_cost, id="header")
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 yield LossChart(id="loss")
@@ -118,7 +120,7 @@ class NeurotopApp(App[str | None]):
                 yield SystemPane(id="system")
                 yield ParamsPane(id="params")
                 yield LogPane(id="log")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         titles = {"loss": "Loss", "system": "System", "params": "Params", "log": "Output",

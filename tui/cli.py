@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
+import re
 import sys
 import time
 from pathlib import Path
 
 from trainer import journal
 from tui.link import Link, python_argv
+from tui.parse import OutputParser
 from tui.store import RunStore
 
 DEMO_MODULE = "trainer.demo"
@@ -30,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="supervise any command: neurotop run -- CMD ...")
     run.add_argument("--name", help="the run's name (default: the command's)")
     run.add_argument("--headless", action="store_true", help="no UI: run and journal only")
+    run.add_argument("--no-parse", action="store_true", help="do not read metrics from the command's output")
+    run.add_argument("--metric-regex", help="read metrics with this regex: named groups are metric names "
+                                           "(or name/value pairs), a group named step is the step")
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
     attach = sub.add_parser("attach", parents=[common], help="reopen a live or finished run (default: newest)")
     attach.add_argument("run", nargs="?", help="run id (or a unique part of it), name, or directory")
@@ -54,17 +58,23 @@ def main(argv: list[str] | None = None) -> int:
         if not cmd:
             print("neurotop run: give the command after --, e.g. neurotop run -- python train.py", file=sys.stderr)
             return 2
-        return launch(root, cmd, args.name or Path(cmd[0]).name, args)
+        try:
+            parser = OutputParser(args.metric_regex, enabled=not args.no_parse)
+        except (re.error, ValueError) as err:
+            print(f"neurotop run: --metric-regex: {err}", file=sys.stderr)
+            return 2
+        return launch(root, cmd, args.name or Path(cmd[0]).name, args, parser)
     return launch(root, python_argv(DEMO_MODULE, extra), "autoencoder-digits", args)
 
 
-def launch(root: Path, cmd: list[str], name: str, args: argparse.Namespace) -> int:
+def launch(root: Path, cmd: list[str], name: str, args: argparse.Namespace,
+           parser: OutputParser | None = None) -> int:
     run_dir = journal.create_run_dir(root, name)
     if getattr(args, "headless", False):
-        return headless(run_dir, cmd, name)
+        return headless(run_dir, cmd, name, parser)
     from tui.app import NeurotopApp
 
-    app = NeurotopApp(lambda store, notify: Link.spawn(cmd, run_dir, store, notify), name=name,
+    app = NeurotopApp(lambda store, notify: Link.spawn(cmd, run_dir, store, notify, parser=parser), name=name,
                       refresh_hz=args.refresh)
     result = app.run()
     return after_ui(app, run_dir, result)
@@ -86,10 +96,11 @@ def _runs_flag(run_dir: Path) -> str:
     return "" if run_dir.parent == default else f" --runs-dir {run_dir.parent}"
 
 
-def headless(run_dir: Path, cmd: list[str], name: str, every: float = 10.0) -> int:
+def headless(run_dir: Path, cmd: list[str], name: str, parser: OutputParser | None = None,
+             every: float = 10.0) -> int:
     """No UI: the same run directory and journal; a short line every ``every`` seconds."""
     store = RunStore(name=name)
-    link = Link.spawn(cmd, run_dir, store, lambda: None)
+    link = Link.spawn(cmd, run_dir, store, lambda: None, parser=parser)
     print(f"run {run_dir.name}\njournal {run_dir / journal.JOURNAL}\n"
           f"attach with: neurotop attach {run_dir.name}{_runs_flag(run_dir)}", flush=True)
     try:

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Callable
 
 from trainer import journal
-from trainer.protocol import ENV_CONTROL_FD, ENV_EVENTS_FD, ENV_RUN_DIR, Command, decode_lines, encode
-from tui.store import Notice, RunStore
+from trainer.protocol import ENV_CONTROL_FD, ENV_EVENTS_FD, ENV_RUN_DIR, Command, Metric, decode_lines, encode
+from tui.parse import OutputParser, ParsedLine
+from tui.store import RunStore
 
 POLL_INTERVAL = 0.2
 READ_CHUNK = 1 << 20
@@ -41,13 +42,15 @@ class Link:
         self._control: int | socket.socket | None = None
         self._closing = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.output_parser = None  # set by `neurotop run` to turn output lines into metrics
+        self.parser = OutputParser()  # `neurotop run --no-parse / --metric-regex` replace it
 
     # ------------------------------------------------------------------------------ spawn
     @classmethod
     def spawn(cls, argv: list[str], run_dir: Path, store: RunStore, notify: Callable[[], None],
-              env: dict[str, str] | None = None) -> "Link":
+              env: dict[str, str] | None = None, parser: OutputParser | None = None) -> "Link":
         link = cls(store, run_dir, notify)
+        if parser is not None:
+            link.parser = parser
         events_r, events_w = os.pipe()
         control_r, control_w = os.pipe()
         child_env = dict(os.environ if env is None else env)
@@ -75,6 +78,7 @@ class Link:
             os.close(fd)
         info.pid = link.process.pid
         info.save(run_dir)
+        store.state = "running"
         link._control = control_w
         link._start(link._read_pipe, events_r)
         link._start(link._tail_output)
@@ -84,16 +88,32 @@ class Link:
     # ----------------------------------------------------------------------------- attach
     @classmethod
     def attach(cls, run_dir: Path, store: RunStore, notify: Callable[[], None]) -> "Link":
-        """Rebuild from the journal, then follow it; commands go through ``control.sock``."""
+        """Rebuild from the journal, then follow it; commands go through ``control.sock``.
+
+        A run without the SDK has no journal: its ``output.log`` is parsed again instead."""
         link = cls(store, run_dir, notify)
         info = journal.RunInfo.load(run_dir) if (run_dir / journal.RUN_JSON).exists() else None
-        if info is not None and info.effective_state() == "lost":
-            store.state = "lost"
-            store.detail = f"pid {info.pid} is gone and left no end record"
         link._socket_path = Path(info.socket) if info and info.socket else journal.socket_path_for(run_dir)
-        link._start(link._follow_journal)
+        if (run_dir / journal.JOURNAL).exists():
+            link._start(link._follow_journal)
+        elif info is not None:
+            store.name, store.started, store.state = info.name, info.started, "running"
+            link._start(link._watch_pid, info)
         link._start(link._tail_output)
         return link
+
+    def _watch_pid(self, info: journal.RunInfo) -> None:
+        """For a run with no journal: it is over when its pid is gone; run.json says how it ended."""
+        while not self._closing.is_set() and journal.pid_alive(info.pid):
+            time.sleep(1.0)
+        try:
+            info = journal.RunInfo.load(self.run_dir)
+        except (OSError, ValueError, TypeError):
+            pass
+        state = info.effective_state()
+        self.store.child_exited(0 if state == "finished" else (info.exit_code or 1),
+                                f"{state}" + (f" (exit code {info.exit_code})" if info.exit_code else ""))
+        self.notify()
 
     # ---------------------------------------------------------------------------- commands
     def send(self, cmd: Command) -> None:
@@ -209,6 +229,11 @@ class Link:
                 if lines:
                     self._ingest_lines(lines)
                     continue
+                if not self.store.finished and self._run_is_lost():
+                    with self.store.lock:
+                        self.store.state = "lost"
+                        self.store.detail = "its process is gone and left no end record"
+                        self.store.versions["header"] += 1
                 if self.store.finished:
                     if reader.finish():
                         with self.store.lock:
@@ -220,31 +245,41 @@ class Link:
             reader.close()
 
     def _tail_output(self) -> None:
-        """Follow ``output.log`` into the log pane (and the metric parser, for plain commands)."""
+        """Follow ``output.log`` into the log pane; for a run without the SDK (no ``hello``), the
+        parser also turns lines such as ``loss: 0.12`` into metrics."""
         path = self.run_dir / journal.OUTPUT
         while not path.exists():
             if self._closing.wait(POLL_INTERVAL) or self.store.finished:
                 return
         with open(path, "rb") as f:
-            partial = b""
             while not self._closing.is_set():
                 data = f.read(READ_CHUNK)
-                if not data:
-                    if self.store.finished and self._exit_seen():
-                        break
+                if data:
+                    self._take_output(self.parser.feed(data))
+                elif self.store.finished and self._exit_seen():
+                    break
+                else:
                     time.sleep(POLL_INTERVAL)
-                    continue
-                if self.output_parser is not None:
-                    self.output_parser.feed(data, self.store)
-                data = partial + data
-                lines = data.split(b"\n")
-                partial = lines.pop()
-                if lines:
-                    self.store.add_output([ln.decode("utf-8", "replace").rstrip("\r") for ln in lines])
-                    self.notify()
-            if partial:
-                self.store.add_output([partial.decode("utf-8", "replace")])
-                self.notify()
+            last = self.parser.flush()
+            if last is not None:
+                self._take_output([last])
+
+    def _take_output(self, parsed: list[ParsedLine]) -> None:
+        lines = [p.text for p in parsed if not p.transient]
+        if self.store.hello is None:
+            now = time.time()
+            metrics = [Metric(step=p.step if p.step is not None else p.lineno, t=now, values=p.values, epoch=p.epoch)
+                       for p in parsed if p.values]
+            self.store.ingest(metrics)
+        if lines:
+            self.store.add_output(lines)
+        self.notify()
+
+    def _run_is_lost(self) -> bool:
+        hello = self.store.hello
+        if self.process is not None or hello is None or journal.pid_alive(hello.pid):
+            return False
+        return hello.host == socket.gethostname()
 
     def _exit_seen(self) -> bool:
         return self.process is None or self.process.poll() is not None
@@ -252,7 +287,19 @@ class Link:
     def _wait_child(self) -> None:
         code = self.process.wait()
         self.store.child_exited(code, describe_exit(code))
+        self._record_exit(code)
         self.notify()
+
+    def _record_exit(self, code: int) -> None:
+        """A child killed before its Monitor wrote an end (or one without the SDK) gets one here."""
+        try:
+            info = journal.RunInfo.load(self.run_dir)
+        except (OSError, ValueError, TypeError):
+            return
+        if info.ended is None:
+            info.state, info.exit_code, info.ended = self.store.state, code, time.time()
+            info.step = max(info.step, self.store.step)
+            info.save(self.run_dir)
 
 
 def describe_exit(code: int) -> str:

@@ -12,9 +12,10 @@ progress-bar frame (``transient=True``: the next line overwrites it on a termina
 and other control characters are stripped, invalid UTF-8 becomes U+FFFD, and a line is cut to
 ``MAX_LINE`` characters (the rest is dropped while it streams in, so a 1 GB line costs no memory).
 
-What counts as a metric (built-in mode; see ``_PAIR`` and ``_accept``):
+What counts as a metric (built-in mode; see ``_PAIR`` and ``OutputParser._pairs_of``):
 
-* ``name: value`` (a space after the colon), ``name=value``, ``'name': value``/``"name": value``;
+* ``name: value`` (a blank after the colon, unless the name is a metric word: ``loss:0.5``),
+  ``name=value``, ``'name': value``/``"name": value``;
 * ``name value`` only for a known metric word (``loss 5.43``, ``val_loss 0.21``, ``Acc@1 0.39``),
   or when it fills a whole ``| name value |`` cell (fairseq);
 * a known metric word may take one qualifier word: ``train loss 2.3`` -> ``train_loss``;
@@ -73,18 +74,18 @@ _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://\S*")
 METRIC_WORDS = frozenset("""
     loss acc accuracy ppl perplexity lr learning_rate mfu bleu rouge wer cer f1 auc mae mse rmse
     psnr ssim iou miou map map50 precision recall reward entropy kl gnorm grad_norm nll bpc bpb
-    top1 top5 acc1 acc5
+    top1 top5 acc1 acc5 norm
 """.split())
 # Qualifier words joined to a following metric word: ``train loss`` -> ``train_loss``.
 QUALIFIERS = frozenset("""
-    train training val valid validation test eval evaluation dev average avg mean total running best
+    train training val valid validation test eval evaluation dev average avg mean total running best grad
 """.split())
 # Names that give the step (not a series).
 STEP_NAMES = frozenset({"step", "global_step", "iter", "iteration", "batch", "num_updates"})
 # Never a series: hyperparameters, process/launcher fields, progress-bar bookkeeping, phase words.
 STOP_NAMES = frozenset("""
     batch_size bsz seed rank world_size port pid gpu gpus device devices workers v_num version
-    line instances size images eta elapsed dropout beta1 beta2 weight_decay
+    line instances size images eta elapsed it/s s/it dropout beta1 beta2 weight_decay
     train training val valid validation test testing eval evaluation
 """.split())
 _STOP_SHAPE = re.compile(
@@ -102,7 +103,7 @@ _PAIR = re.compile(rf"""
     (?P<q>['"]?)                      # HF dict / JSON-ish quotes: 'loss': 0.69
     (?P<name>[A-Za-z][\w.@/-]*)       # loss, val_loss, train/loss, Acc@1
     (?P=q)
-    (?P<sep>\s*=\s*|\s*:\s*|\s+)      # loss=0.1, loss: 0.1, loss 0.1 (the last two checked in _accept)
+    (?P<sep>\s*=\s*|\s*:\s*|\s+)      # loss=0.1, loss: 0.1, loss 0.1 (the last two checked in _pairs_of)
     (?P<value>{_NUM}){_VALUE_END}
 """, re.VERBOSE)
 
@@ -121,10 +122,15 @@ _POSITIONS = (
 )
 # timm's epoch: "Train: 0 [ 100/1251 (  8%)]".
 _TIMM_EPOCH = re.compile(r"^\s*Train:\s*(\d+)\s*\[")
-_WORD_AFTER = re.compile(r"[ \t]+[A-Za-z][\w.@/-]*(?![\w.@/-]|\s*[:=])")  # "0 TPU cores", not "0 acc: 1"
+# A value followed by a plain word is prose or has a unit: "using: 0 TPU cores", "Elapsed: 3 s"
+# (but not when the word is the next key: "time: 3.2 acc: 0.9").
+_WORD_AFTER = re.compile(r"[ \t]+[A-Za-z][\w.@/-]*(?![\w.@/-]|\s*[:=])")
+# "| wps 12345 |": a whole pipe-delimited cell (fairseq) may use a blank as separator.
 _PIPE_AFTER = re.compile(r"[ \t]*(?:\||$)")
+# Cheap gate before the heavier patterns: no digit (nor nan/inf), no metric.
 _PRECHECK = re.compile(r"\d|nan|inf", re.IGNORECASE)
 _PART_SPLIT = re.compile(r"[_./@-]")
+# Whitespace tables: header cells are names, row cells are numbers or "1/100" (YOLO's Epoch column).
 _TABLE_NAME = re.compile(r"[A-Za-z][\w.@-]*")
 _TABLE_CELL = re.compile(rf"(?:{_NUM})|(\d+)/\d+")
 
@@ -184,7 +190,8 @@ class OutputParser:
         return self._consume(self._decoder.decode(chunk))
 
     def flush(self) -> ParsedLine | None:
-        """End of stream: the last partial line (or None), and reset for a new stream."""
+        """End of stream: the last partial line, or None. The decoder is reset; the line counter,
+        the carried epoch and a table header carry on (one parser per run)."""
         out = self._consume(self._decoder.decode(b"", final=True), final=True)
         self._decoder.reset()
         return out[-1] if out else None
@@ -300,8 +307,8 @@ class OutputParser:
             prev = head.rstrip(" \t")
             prev_word = prev.rsplit(None, 1)[-1] if prev and len(prev) < len(head) else ""
             if ":" in sep:
-                if not (quoted or sep[-1].isspace()):
-                    continue                      # cuda:0, localhost:6006, trainer.py:42
+                if not (quoted or metric or sep[-1].isspace()):
+                    continue                      # cuda:0, localhost:6006, trainer.py:42 (but loss:0.5)
             elif "=" not in sep and not metric and lname not in STEP_NAMES and lname != "epoch":
                 # "name value" without : or =: only a metric word, or a whole "| name value |" cell
                 if not (prev.endswith("|") and _PIPE_AFTER.match(text, m.end())):

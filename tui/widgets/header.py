@@ -19,8 +19,9 @@ STATE_STYLE = {
 class RunHeader(Static):
     """One line. Also shows the UI's own CPU and memory, so its cost is visible too."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, show_ui_cost: bool = True, **kwargs) -> None:
         super().__init__("", **kwargs)
+        self.show_ui_cost = show_ui_cost
         self._me = psutil.Process(os.getpid())
         self._me.cpu_percent()
         self._seen: tuple | None = None
@@ -49,6 +50,9 @@ class RunHeader(Static):
             bad = store.counts.malformed + store.counts.unknown
             if bad:
                 parts.append(f"[$warning]{bad} bad lines[/]")
+        if not self.show_ui_cost:
+            self.update("  ".join(parts))
+            return
         try:
             mem = self._me.memory_info().rss / 1e6
             parts.append(f"[dim]ui {self._me.cpu_percent():.0f}% {mem:.0f} MB[/dim]")

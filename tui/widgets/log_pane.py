@@ -24,4 +24,4 @@ class LogPane(Log):
             fresh = min(total - self._written, len(store.output))
             lines = list(store.output)[-fresh:] if fresh else []
         self._written = total
-        self.write_lines(lines)
+        self.write_lines(lines, scroll_end=True)  # the newest output stays in view

@@ -32,14 +32,15 @@ class ParamsPane(Static):
         return self.names[self.selected] if self.names else None
 
     def refresh_from(self, store: RunStore) -> None:
-        key = (store.versions["params"], self.selected, store.hello is not None)
+        no_sdk = store.hello is None and (store.finished or store.elapsed() > 3)
+        key = (store.versions["params"], self.selected, store.hello is not None, no_sdk)
         if key == self._seen:
             return
         self._seen = key
         with store.lock:
             self.names = list(store.params)
             if not self.names:
-                self.update(NO_SDK if store.hello is not None or store.finished else "[dim]waiting for the run…[/dim]")
+                self.update(NO_SDK if store.hello is not None or no_sdk else "[dim]waiting for the run…[/dim]")
                 return
             self.selected = min(self.selected, len(self.names) - 1)
             width = max(len(n) for n in self.names)
@@ -55,7 +56,7 @@ class ParamsPane(Static):
                     else:
                         note = f"[$error]refused {escape(compact(change.new))}: {escape(change.reason)}[/]"
                 line = f"{cursor} {name:<{width}}  [b]{escape(value):>9}[/b]  {note}"
-                lines.append(f"[reverse]{line}[/reverse]" if i == self.selected and self.has_focus else line)
+                lines.append(line)
             spec = store.params[self.names[self.selected]]
             bounds = spec.choices and " | ".join(spec.choices) or (
                 f"{compact(spec.min) if spec.min is not None else '-∞'} … "
