@@ -35,6 +35,8 @@ def only_run(root):
 
 
 def last_step(run_dir):
+    if not (run_dir / journal.JOURNAL).exists():
+        return 0
     msgs, _ = read_journal(run_dir)
     steps = [m.step for m in msgs if isinstance(m, Metric)]
     return max(steps) if steps else 0
