@@ -22,7 +22,7 @@ def spawning_app(runs, *args, name="scripted", **kw):
     return app, run_dir
 
 
-async def until(pilot, predicate, timeout=20.0):
+async def until(pilot, predicate, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

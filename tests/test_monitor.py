@@ -19,7 +19,7 @@ def read_journal(run_dir):
     return decode_lines((run_dir / journal.JOURNAL).read_bytes().split(b"\n"), counts), counts
 
 
-def wait_for(predicate, timeout=20.0, every=0.05):
+def wait_for(predicate, timeout=60.0, every=0.05):
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = predicate()

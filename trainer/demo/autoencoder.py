@@ -122,7 +122,10 @@ def train(args: argparse.Namespace) -> Monitor:
                 mon.log(loss=loss.item())
                 if step % args.val_every == 0:
                     with torch.no_grad():
-                        mon.log(val_loss=loss_fn(model(x_val), x_val).item())
+                        val_loss = loss_fn(model(x_val), x_val).item()
+                    mon.log(val_loss=val_loss)
+                    if step % (args.val_every * 20) == 0:
+                        print(f"step {step} epoch {epoch} loss {loss.item():.5f} val_loss {val_loss:.5f}", flush=True)
                 probe.maybe(step)
                 if mon.enabled and pictures.due(step):
                     with torch.no_grad():

@@ -110,11 +110,13 @@ class LossChart(PlotextPlot):
         plt = self.plt
         plt.clear_data()
         variables = self.app.theme_variables
-        dim = _rgb(variables.get("foreground-muted") or variables.get("panel", "#777777"))
+        background = variables.get("surface", "#000000")
         plt.xlabel("step")
         plt.yscale("log" if self.log_y else "linear")
         for i, (name, view) in enumerate(views.items()):
-            colour = _rgb(variables.get(f"series-{i + 1}", "#4EA8DE"))
+            colour_name = variables.get(f"series-{i + 1}", "#4EA8DE")
+            colour = _rgb(colour_name)
+            dim = _blend(colour_name, background, 0.6)  # the raw envelope, under its smoothed line
             ok = np.isfinite(view.lo) & np.isfinite(view.hi)
             if self.log_y:
                 ok &= view.lo > 0
@@ -133,6 +135,11 @@ class LossChart(PlotextPlot):
         accent = _rgb(variables.get("accent", "#F4A259"))
         for marker in markers:
             plt.vline(marker.step, accent)
+        steps = [v.steps for v in views.values() if len(v)]
+        if steps:
+            lo, hi = min(int(s[0]) for s in steps), max(int(s[-1]) for s in steps)
+            ticks = sorted({int(round(lo + (hi - lo) * k / 4)) for k in range(5)})
+            plt.xticks(ticks, [_step_label(t) for t in ticks])
 
     def render(self):
         key = (self.size, self.app.theme, self._seen)
@@ -140,6 +147,21 @@ class LossChart(PlotextPlot):
             self._cached = super().render()
             self._cache_key = key
         return self._cached
+
+
+def _step_label(step: int) -> str:
+    """Steps as a person reads them on an axis: 950, 12.5k, 3.2M."""
+    for unit, size in (("M", 1_000_000), ("k", 1_000)):
+        if abs(step) >= size * 10 or (abs(step) >= size and step % size == 0):
+            return f"{step / size:.4g}{unit}"
+    return str(step)
+
+
+def _blend(colour: str, background: str, amount: float) -> tuple[int, int, int]:
+    try:
+        return Color.parse(colour).blend(Color.parse(background), amount).rgb
+    except Exception:
+        return (128, 128, 128)
 
 
 def _rgb(value: str) -> tuple[int, int, int]:
