@@ -119,3 +119,36 @@ async def test_command_that_does_not_exist(runs):
         await until(pilot, lambda: app.store.state == "failed")
         assert "could not start" in app.store.detail
         await until(pilot, lambda: any("cannot start" in line for line in app.store.output))
+
+
+async def test_guard_pauses_a_diverging_run_and_offers_a_way_out(runs):
+    app, run_dir = spawning_app(runs, "--rate", "300", "--nan-at", "60", "--guard")
+    async with app.run_test(size=(120, 40)) as pilot:
+        store = app.store
+        await until(pilot, lambda: store.state == "paused" and store.diverged is not None)
+        assert "not finite" in store.diverged.text and "not finite" in store.alert
+        assert any(m.kind == "diverged" for m in store.markers)
+        paused_at = store.step
+        await until(pilot, lambda: type(app.screen).__name__ == "ChoiceScreen")
+        await pilot.press("h")  # halve the learning rate, then resume
+        await until(pilot, lambda: store.params["lr"].value == pytest.approx(5e-4))
+        await until(pilot, lambda: store.state == "running" and store.step > paused_at + 20)
+        assert store.alert == ""
+        assert len(store.series["loss"]) > 0 and store.series["loss"].nonfinite >= 1
+
+
+async def test_restart_after_a_failure_starts_a_new_run_with_current_values(runs):
+    app, run_dir = spawning_app(runs, "--rate", "500", "--fail-at", "40")
+    async with app.run_test(size=(120, 40)) as pilot:
+        store = app.store
+        await until(pilot, lambda: store.hello is not None)
+        app.send(Command(action="set", name="lr", value=4e-3, source="ui"))
+        await until(pilot, lambda: store.state == "failed")
+        await pilot.press("r")
+        await until(pilot, lambda: type(app.screen).__name__ == "ChoiceScreen")
+        await pilot.press("y")
+        await until(pilot, lambda: app.link.run_dir != run_dir and store.hello is not None)
+        await until(pilot, lambda: store.params["lr"].value == pytest.approx(4e-3))
+        assert store.last_change["lr"].source == "restart"
+        await until(pilot, lambda: store.state == "failed")  # the same command fails the same way
+        assert len(journal.list_runs(runs)) == 2

@@ -239,7 +239,7 @@ def test_child_rss_grows_and_cpu_spins(child):
         time.sleep(0.6)
         x = s.sample()
     assert x.proc is not None
-    assert x.proc.cpu_pct > 40.0  # a busy thread: close to one full core
+    assert x.proc.cpu_pct > 10.0  # a busy thread (near a full core when the machine is idle)
     assert x.proc.cpu_pct < 100.0 * psutil.cpu_count() + 1
     assert x.host.cpu_pct > 30.0 / psutil.cpu_count()
 

@@ -145,6 +145,12 @@ def find_run(root: Path, which: str | None) -> Path:
     raise LookupError(f"no run matching {which!r} in {root}")
 
 
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint a run wrote (by modification time), if any."""
+    found = [p for p in (run_dir / "checkpoints").glob("*.pt") if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
 def socket_path_for(run_dir: Path) -> Path:
     """``control.sock`` in the run directory, unless that path is too long for AF_UNIX (108 bytes);
     then a private per-user directory under the runtime dir (or /tmp)."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import collections
 import errno
+import json
+import math
 import os
 import select
 import socket
@@ -30,6 +32,8 @@ from trainer.params import Param, Refused
 from trainer.protocol import (
     ENV_CONTROL_FD,
     ENV_EVENTS_FD,
+    ENV_PARAMS,
+    ENV_RESUME,
     ENV_RUN_DIR,
     PROTOCOL_VERSION,
     Activations,
@@ -59,7 +63,13 @@ class Monitor:
     ``run_dir``: where the journal goes; by default the one ``neurotop`` gave through the
     environment, else a new one under ``$NEUROTOP_RUNS`` or ``./runs``. ``enabled=False`` makes
     every call a no-op that costs nothing. ``save(path)`` is called on a checkpoint command; by
-    default the model's (and ``optimizer``'s) state dicts are saved with ``torch.save``.
+    default the model's (and ``optimizer``'s) state dicts are saved with ``torch.save``, and
+    ``load(path)`` (default: ``torch.load(weights_only=True)`` into the same) restores them on a
+    roll-back or when ``neurotop`` restarts the run from a checkpoint.
+
+    ``guard``: when ``guard_key`` turns NaN/Inf or jumps above ``spike`` × its running average, the
+    run pauses at the next step and the UI offers to roll back, halve the learning rate or go on.
+    Without the guard the same is flagged (a warning event) and training carries on.
     """
 
     def __init__(
@@ -70,6 +80,10 @@ class Monitor:
         name: str | None = None,
         optimizer: Any = None,
         save: Callable[[Path], None] | None = None,
+        load: Callable[[Path], int | None] | None = None,
+        guard: bool = False,
+        guard_key: str = "loss",
+        spike: float = 10.0,
         run_dir: str | os.PathLike | None = None,
         runs_dir: str | os.PathLike | None = None,
         enabled: bool = True,
@@ -84,7 +98,14 @@ class Monitor:
         self.epoch: int | None = None
         self.paused = False
         self.stop_requested = False
-        self.model, self.optimizer, self._save = model, optimizer, save
+        self.model, self.optimizer, self._save, self._load = model, optimizer, save, load
+        self.guard, self.guard_key, self.spike = guard, guard_key, spike
+        self._guard_limit = math.inf  # raised by the writer thread from the running average
+        self._guard_ema: float | None = None
+        self._guard_seen = 0
+        self._diverged: tuple[int, float] | None = None
+        self._diverging = False
+        self.last_checkpoint: Path | None = None
         self.run_dir: Path | None = None
         if not enabled:
             return
@@ -126,6 +147,10 @@ class Monitor:
         self.overhead = 0.0
 
         self._emit(self._hello(device))
+        self._take_env_params()
+        resume = os.environ.get(ENV_RESUME)
+        if resume:
+            self._restore(Path(resume), source="restart")
         self._threads = [threading.Thread(target=self._writer, name="neurotop-writer", daemon=True)]
         if self._control_fd is not None:
             self._threads.append(
@@ -155,6 +180,8 @@ class Monitor:
             return True
         t0 = time.perf_counter()
         self.step_count = self.step_count + 1 if step is None else step
+        if self._diverged is not None:
+            self._on_divergence()
         if self._commands:
             self._apply_commands()
         while self.paused and not self.stop_requested:
@@ -169,6 +196,9 @@ class Monitor:
         """Record named values at this step. Only enqueues: the writer thread encodes."""
         if self.enabled:
             self._queue.append((self.step_count if step is None else step, time.time(), self.epoch, values))
+            watched = values.get(self.guard_key)
+            if watched is not None and not watched < self._guard_limit:  # NaN fails every comparison
+                self._diverged = (self.step_count if step is None else step, watched)
 
     def note(self, text: str, kind: str = "note", source: str = "script") -> None:
         if self.enabled:
@@ -183,12 +213,14 @@ class Monitor:
         """Probes report their training-thread time here so the cost meter includes it."""
         self._mon_seconds += seconds
 
-    def checkpoint(self, source: str = "script") -> Path | None:
-        """Save now, atomically (temporary file, then rename), and journal where it went."""
+    def checkpoint(self, source: str = "script", name: str | None = None) -> Path | None:
+        """Save now, atomically (temporary file, then rename), and journal where it went.
+
+        ``name`` overwrites one file (e.g. ``"last-good"`` for a rolling checkpoint)."""
         if not self.enabled:
             return None
         ckpt_dir = journal.make_private_dir(self.run_dir / "checkpoints")
-        path = ckpt_dir / f"step-{self.step_count:09d}.pt"
+        path = ckpt_dir / f"{name or f'step-{self.step_count:09d}'}.pt"
         tmp = path.with_name(f".{path.name}.tmp")
         try:
             if self._save is not None:
@@ -207,8 +239,50 @@ class Monitor:
             tmp.unlink(missing_ok=True)
             self.note(f"checkpoint failed: {err}", kind="warning", source=source)
             return None
+        self.last_checkpoint = path
         self._emit(Event(step=self.step_count, t=time.time(), kind="checkpoint", path=str(path), source=source))
         return path
+
+    def _restore(self, path: Path, source: str) -> bool:
+        """Load a checkpoint into the model and optimizer (or through ``load``). Never unpickles
+        arbitrary objects: ``torch.load(weights_only=True)``."""
+        try:
+            if self._load is not None:
+                step = self._load(path)
+            else:
+                import torch
+
+                state = torch.load(path, weights_only=True, map_location="cpu")
+                if self.model is not None and "model" in state:
+                    self.model.load_state_dict(state["model"])
+                if self.optimizer is not None and "optimizer" in state:
+                    self.optimizer.load_state_dict(state["optimizer"])
+                step = state.get("step")
+        except Exception as err:
+            self.note(f"could not restore {path.name}: {err}", kind="warning", source=source)
+            return False
+        if isinstance(step, int) and source == "restart":
+            self.step_count = step
+        self._emit(Event(step=self.step_count, t=time.time(), kind="restore", path=str(path), source=source,
+                         text=f"restored {path.name}"))
+        return True
+
+    def _on_divergence(self) -> None:
+        """Flag once per episode; with the guard on, pause before the next optimizer step."""
+        step, value = self._diverged
+        self._diverged = None
+        if self._diverging:
+            return
+        self._diverging = True
+        what = "is not finite" if not math.isfinite(value) else f"jumped to {value:.4g}"
+        text = f"{self.guard_key} {what} at step {step:,}"
+        if self.guard and not self.paused:
+            self.paused = True
+            self._emit(Event(step=step, t=time.time(), kind="diverged", source="guard",
+                             text=f"{text}: paused by the guard", path=str(self.last_checkpoint or "")))
+            self._emit(self._status("paused"))
+        else:
+            self._emit(Event(step=step, t=time.time(), kind="warning", source="guard", text=text))
 
     def close(self, state: str | None = None, exit_code: int | None = None, detail: str = "") -> None:
         """Write the end record, flush everything, stop the threads. Safe to call twice."""
@@ -254,12 +328,19 @@ class Monitor:
             self._apply_set(cmd, now, step)
         elif cmd.action in ("pause", "resume"):
             want = cmd.action == "pause"
+            if not want:
+                self._diverging = False  # a person looked at it: flag the next episode again
             if self.paused != want:
                 self.paused = want
                 self._emit(Event(step=step, t=now, kind=cmd.action, source=cmd.source))
                 self._emit(self._status("paused" if want else "running"))
         elif cmd.action == "checkpoint":
             self.checkpoint(source=cmd.source)
+        elif cmd.action == "rollback":
+            if self.last_checkpoint is None:
+                self.note("no checkpoint to roll back to", kind="warning", source=cmd.source)
+            elif self._restore(self.last_checkpoint, source=cmd.source):
+                self._diverging = False
         elif cmd.action == "stop":
             self.stop_requested = True
             self._emit(Event(step=step, t=now, kind="stop", source=cmd.source, text="stop asked"))
@@ -381,6 +462,7 @@ class Monitor:
                 item = Metric(step=step, t=t, values=_floats(values), epoch=epoch)
                 if values:
                     self._track_best(values)
+                    self._track_guard(item.values.get(self.guard_key))
             line = encode(item)
             journal_buf += line
             if pipe_buf is not None:
@@ -436,14 +518,38 @@ class Monitor:
         self._writer_cpu = 0.0
         self._last_rate = (now, self.step_count)
 
+    def _track_guard(self, value: float | None) -> None:
+        """A running average of the guarded value sets the spike limit (after a warm-up)."""
+        if value is None or not math.isfinite(value):
+            return
+        ema = self._guard_ema
+        self._guard_ema = value if ema is None else 0.98 * ema + 0.02 * value
+        self._guard_seen += 1
+        if self._guard_seen >= 50 and self._guard_ema > 0:
+            self._guard_limit = self._guard_ema * self.spike
+
+    def _take_env_params(self) -> None:
+        """Start values from a restart (``NEUROTOP_PARAMS``), each validated like any command."""
+        raw = os.environ.get(ENV_PARAMS)
+        if not raw:
+            return
+        try:
+            values = json.loads(raw)
+        except ValueError:
+            return
+        if isinstance(values, dict):
+            for name, value in values.items():
+                self._apply_set(Command(action="set", name=str(name), value=value, source="restart"),
+                                time.time(), self.step_count)
+
     def _track_best(self, values: dict) -> None:
         val = values.get("val_loss")
         if isinstance(val, (int, float)) and val == val and (self.info.best_val is None or val < self.info.best_val):
             self.info.best_val = float(val)
 
     def _status(self, state: str, exit_code: int | None = None, detail: str = "") -> Status:
-        return Status(step=self.step_count, t=time.time(), state=state, exit_code=exit_code,
-                      detail=detail, steps_per_s=self._steps_per_s, overhead=self.overhead)
+        return Status(step=self.step_count, t=time.time(), state=state, exit_code=exit_code, detail=detail,
+                      steps_per_s=self._steps_per_s, overhead=self.overhead, dropped=self.dropped_for_pipe)
 
     def _hello(self, device: str) -> Hello:
         specs = [p.spec(k, self.params[k]) for k, p in self.declared.items()]

@@ -21,6 +21,9 @@ Value = Union[bool, int, float, str]
 ENV_EVENTS_FD = "NEUROTOP_EVENTS_FD"
 ENV_CONTROL_FD = "NEUROTOP_CONTROL_FD"
 ENV_RUN_DIR = "NEUROTOP_RUN_DIR"
+#: Set by a restart: the checkpoint to resume from, and the parameter values to start with (JSON).
+ENV_RESUME = "NEUROTOP_RESUME"
+ENV_PARAMS = "NEUROTOP_PARAMS"
 
 
 class ParamSpec(msgspec.Struct, omit_defaults=True):
@@ -58,9 +61,11 @@ class Hello(msgspec.Struct, tag="hello", omit_defaults=True):
 
 
 class Metric(msgspec.Struct, tag="metric", omit_defaults=True):
+    """Named values at a step. JSON has no NaN or Infinity: a non-finite value travels as null."""
+
     step: int
     t: float
-    values: dict[str, float]
+    values: dict[str, float | None]
     epoch: int | None = None
 
 
@@ -129,12 +134,13 @@ class Status(msgspec.Struct, tag="status", omit_defaults=True):
     detail: str = ""
     steps_per_s: float = 0.0
     overhead: float = 0.0  # fraction of the child's step time spent in monitoring
+    dropped: int = 0  # live messages dropped for the pipe while the UI lagged (never for the journal)
 
 
 class Command(msgspec.Struct, tag="command", omit_defaults=True):
     """UI → child. Validated by the child against its declarations, then journaled."""
 
-    action: Literal["set", "pause", "resume", "checkpoint", "stop", "note"]
+    action: Literal["set", "pause", "resume", "checkpoint", "stop", "note", "rollback"]
     name: str = ""
     value: Value | None = None
     text: str = ""

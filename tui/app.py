@@ -7,6 +7,7 @@ only when their part of the store changed. Keys become ``Command``s sent through
 
 from __future__ import annotations
 
+import json
 import time
 import tomllib
 from typing import Callable
@@ -19,9 +20,12 @@ from textual.message import Message
 from textual.widgets import Footer
 from textual.worker import get_current_worker
 
+from trainer import journal
 from trainer.params import Refused, parse_typed, step_value
-from trainer.protocol import Command, Value
+from trainer.protocol import ENV_PARAMS, ENV_RESUME, Command, Value
 from tui.link import Link, LinkClosed
+from tui.screens.choice import ChoiceScreen
+from tui.screens.diagnostics import DiagnosticsScreen
 from tui.screens.edit import PromptScreen
 from tui.screens.help import HelpScreen
 from tui.screens.quit import QuitScreen
@@ -85,6 +89,8 @@ class NeurotopApp(App[str | None]):
         Binding("left_square_bracket", "layer(-1)", "Previous layer", id="activations.previous", show=False),
         Binding("right_square_bracket", "layer(1)", "Next layer", id="activations.next", show=False),
         Binding("t", "next_theme", "Theme", id="app.theme", show=False),
+        Binding("d", "diagnostics", "Diagnostics", id="app.diagnostics", show=False),
+        Binding("r", "restart", "Restart", id="run.restart", show=False),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("q", "quit_run", "Quit", id="app.quit"),
     ]
@@ -99,6 +105,7 @@ class NeurotopApp(App[str | None]):
         self.refresh_hz, self.chart_hz = refresh_hz, chart_hz
         self.sample_system, self.show_ui_cost = sample_system, show_ui_cost
         self.pending: dict[str, Value] = {}  # debounced parameter changes, the latest wins
+        self._diverged_seen = 0
         self._send_timer = None
         themes, self.theme_problems = load_themes()
         for theme in themes:
@@ -158,6 +165,26 @@ class NeurotopApp(App[str | None]):
     def _show_notices(self) -> None:
         for notice in self.store.take_notices():
             self.notify(notice.text, severity=notice.severity, timeout=6)
+        if self.store.versions["diverged"] != self._diverged_seen:
+            self._diverged_seen = self.store.versions["diverged"]
+            if self.store.diverged is not None and self.store.state != "finished":
+                self._offer_guard_choices(self.store.diverged.text)
+
+    def _offer_guard_choices(self, text: str) -> None:
+        """The guard paused the run: roll back, halve the learning rate, or go on."""
+        choices = {"r": ("rollback", "Roll back to the last good checkpoint"),
+                   "h": ("halve", "Halve the learning rate"), "c": ("continue", "Continue")}
+
+        def chosen(answer: str | None) -> None:
+            if answer == "rollback":
+                self.send(Command(action="rollback", source="ui"))
+            elif answer == "halve" and "lr" in self.store.params:
+                lr = self.pending.get("lr", self.store.params["lr"].value)
+                self.send(Command(action="set", name="lr", value=lr / 2, source="ui"))
+            if answer is not None:
+                self.send(Command(action="resume", source="ui"))
+
+        self.push_screen(ChoiceScreen("Training diverged", text, choices), chosen)
 
     def on_run_updated(self, _: RunUpdated) -> None:
         self._show_notices()
@@ -286,6 +313,40 @@ class NeurotopApp(App[str | None]):
         names = self.theme_names or [self.theme]
         index = names.index(self.theme) if self.theme in names else -1
         self.theme = names[(index + 1) % len(names)]
+
+    def action_diagnostics(self) -> None:
+        self.push_screen(DiagnosticsScreen(self.store, str(self.link.run_dir) if self.link else "", self.link.pid if self.link else None))
+
+    def action_restart(self) -> None:
+        """Start the run again as a new run: from its last checkpoint when there is one, with the
+        current parameter values. Asks first."""
+        if not self.store.finished:
+            self.notify("the run is still going: stop it first (q, then s)", severity="warning")
+            return
+        if self.link is None or not self.link.argv:
+            self.notify("this run cannot be restarted from here (its command is unknown)", severity="error")
+            return
+        checkpoint = journal.latest_checkpoint(self.link.run_dir)
+        params = {name: spec.value for name, spec in self.store.params.items()}
+        where = f"from {checkpoint.name}" if checkpoint else "from scratch (no checkpoint)"
+
+        def chosen(answer: str | None) -> None:
+            if answer == "restart":
+                self._restart(checkpoint, params)
+
+        self.push_screen(ChoiceScreen("Restart the run?", f"A new run {where}, with the current parameter values.",
+                                      {"y": ("restart", "Restart"), "n": ("cancel", "Cancel")}), chosen)
+
+    def _restart(self, checkpoint, params: dict) -> None:
+        old = self.link
+        old.detach()
+        env = {ENV_PARAMS: json.dumps(params)} if params else {}
+        if checkpoint is not None:
+            env[ENV_RESUME] = str(checkpoint)
+        run_dir = journal.create_run_dir(old.run_dir.parent, self.store.name or old.run_dir.name)
+        self.store.reset()
+        self.link = old.respawn(run_dir, env)
+        self.notify(f"restarted as {run_dir.name}")
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.BINDINGS))

@@ -43,12 +43,16 @@ class Link:
         self._closing = threading.Event()
         self._threads: list[threading.Thread] = []
         self.parser = OutputParser()  # `neurotop run --no-parse / --metric-regex` replace it
+        self.argv: list[str] = []
+        self.env: dict[str, str] | None = None
+        self._uses_sdk = False
 
     # ------------------------------------------------------------------------------ spawn
     @classmethod
     def spawn(cls, argv: list[str], run_dir: Path, store: RunStore, notify: Callable[[], None],
               env: dict[str, str] | None = None, parser: OutputParser | None = None) -> "Link":
         link = cls(store, run_dir, notify)
+        link.argv, link.env = list(argv), env
         if parser is not None:
             link.parser = parser
         events_r, events_w = os.pipe()
@@ -94,6 +98,7 @@ class Link:
         link = cls(store, run_dir, notify)
         info = journal.RunInfo.load(run_dir) if (run_dir / journal.RUN_JSON).exists() else None
         link._socket_path = Path(info.socket) if info and info.socket else journal.socket_path_for(run_dir)
+        link.argv = list(info.command) if info else []
         if (run_dir / journal.JOURNAL).exists():
             link._start(link._follow_journal)
         elif info is not None:
@@ -114,6 +119,14 @@ class Link:
         self.store.child_exited(0 if state == "finished" else (info.exit_code or 1),
                                 f"{state}" + (f" (exit code {info.exit_code})" if info.exit_code else ""))
         self.notify()
+
+    def respawn(self, run_dir: Path, extra_env: dict[str, str]) -> "Link":
+        """The same command as a new run in ``run_dir`` (a restart), with ``extra_env`` added."""
+        env = dict(os.environ if self.env is None else self.env)
+        env.update(extra_env)
+        old = self.parser
+        parser = OutputParser(old.regex.pattern if old.regex else None, enabled=old.enabled)
+        return Link.spawn(self.argv, run_dir, self.store, self.notify, env=env, parser=parser)
 
     # ---------------------------------------------------------------------------- commands
     def send(self, cmd: Command) -> None:
@@ -193,7 +206,13 @@ class Link:
         thread.start()
 
     def _ingest_lines(self, lines: list[bytes]) -> None:
-        self.store.ingest(decode_lines(lines, self.store.counts))
+        messages = decode_lines(lines, self.store.counts)
+        try:
+            self.store.ingest(messages)
+        except Exception as err:  # a reader thread must never die: count it, show it, go on
+            with self.store.lock:
+                self.store.counts.malformed += len(messages)
+                self.store.counts.last_error = f"could not store a batch: {err!r}"[:200]
         self.notify()
 
     def _read_pipe(self, fd: int) -> None:
@@ -266,7 +285,9 @@ class Link:
 
     def _take_output(self, parsed: list[ParsedLine]) -> None:
         lines = [p.text for p in parsed if not p.transient]
-        if self.store.hello is None:
+        if not self._uses_sdk and (self.store.hello is not None or (self.run_dir / journal.JOURNAL).exists()):
+            self._uses_sdk = True  # the journal has the metrics: printed ones would double them
+        if not self._uses_sdk:
             now = time.time()
             metrics = [Metric(step=p.step if p.step is not None else p.lineno, t=now, values=p.values, epoch=p.epoch)
                        for p in parsed if p.values]

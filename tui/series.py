@@ -25,7 +25,7 @@ All ingest work is vectorised per batch; per-batch Python work is O(levels).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -325,7 +325,10 @@ class Series:
         )
 
     def level(self, k: int) -> View:
-        """All retained complete buckets of level k (for tests and debugging)."""
+        """All retained complete buckets of level k, for tests and debugging.
+
+        Unlike `view`, ``smooth`` here is 2-D: one column per `SMOOTHING` weight.
+        """
         ring = self._levels[k].ring
         return self._make_view(k, ring.oldest, ring.n, None)
 
@@ -412,4 +415,4 @@ class Series:
 
 def _pick(v: View, w: int) -> View:
     """Select smoothing column w."""
-    return View(**{**v.__dict__, "smooth": np.ascontiguousarray(v.smooth[:, w])})
+    return replace(v, smooth=np.ascontiguousarray(v.smooth[:, w]))

@@ -28,6 +28,7 @@ from trainer.protocol import (
 )
 from tui.series import Series
 
+NAN = float("nan")
 MAX_EVENTS = 5000
 MAX_OUTPUT_LINES = 5000
 FINAL_STATES = ("finished", "failed", "stopped", "lost")
@@ -77,6 +78,10 @@ class RunStore:
     counts: DecodeCounts = field(default_factory=DecodeCounts)
     messages: int = 0
     read_only: bool = False
+    alert: str = ""  # the guard's latest finding, shown in the header until the run resumes
+    diverged: Event | None = None  # the guard paused the run: the app offers what to do
+    dropped: int = 0  # live messages the child dropped for the pipe while we lagged
+    reordered: int = 0  # metric points whose step went backwards (drawn at the latest step)
     system: object | None = None  # the latest tui.system.SystemSample
     versions: collections.Counter = field(default_factory=collections.Counter)
 
@@ -86,6 +91,7 @@ class RunStore:
         if not batch:
             return
         columns: dict[str, tuple[list[int], list[float]]] = {}
+        statuses: list[Status] = []
         with self.lock:
             self.messages += len(batch)
             for msg in batch:
@@ -94,7 +100,7 @@ class RunStore:
                     for name, value in msg.values.items():
                         steps, values = columns.setdefault(name, ([], []))
                         steps.append(msg.step)
-                        values.append(value)
+                        values.append(NAN if value is None else value)
                     self.step = max(self.step, msg.step)
                     if msg.epoch is not None:
                         self.epoch = msg.epoch
@@ -105,7 +111,7 @@ class RunStore:
                     self.samples[msg.name] = msg
                     self.versions["samples"] += 1
                 elif kind is Status:
-                    self._on_status(msg)
+                    statuses.append(msg)  # applied after the metrics: "finished" means all is in
                 elif kind is ParamChange:
                     self._on_param(msg)
                 elif kind is Event:
@@ -117,10 +123,21 @@ class RunStore:
                 series = self.series.get(name)
                 if series is None:
                     series = self.series[name] = Series()
-                series.extend(np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64))
+                series.extend(self._monotone(series, np.asarray(steps, dtype=np.int64)),
+                              np.asarray(values, dtype=np.float64))
             if columns:
                 self.versions["metrics"] += 1
+            for status in statuses:
+                self._on_status(status)
             self.versions["header"] += 1
+
+    def _monotone(self, series: Series, steps: np.ndarray) -> np.ndarray:
+        """A step that goes backwards (a script that restarts its count) is drawn at the latest
+        step instead, and counted: the chart's x axis only moves forward."""
+        floor = series.last_step if len(series) else steps[0]
+        fixed = np.maximum.accumulate(np.concatenate(([floor], steps)))[1:]
+        self.reordered += int(np.count_nonzero(fixed != steps))
+        return fixed
 
     def _on_hello(self, msg: Hello) -> None:
         self.hello, self.name, self.started = msg, msg.name, msg.started
@@ -134,7 +151,7 @@ class RunStore:
         if self.state in FINAL_STATES and msg.state not in FINAL_STATES:
             return  # a late heartbeat never revives a run we know has ended
         self.state, self.step = msg.state, max(self.step, msg.step)
-        self.steps_per_s, self.overhead = msg.steps_per_s, msg.overhead
+        self.steps_per_s, self.overhead, self.dropped = msg.steps_per_s, msg.overhead, msg.dropped
         if msg.state in FINAL_STATES:
             self.exit_code, self.detail, self.ended = msg.exit_code, msg.detail, msg.t
 
@@ -153,12 +170,23 @@ class RunStore:
     def _on_event(self, msg: Event) -> None:
         self.events.append(msg)
         self.versions["events"] += 1
-        if msg.kind in ("note", "checkpoint", "warning"):
-            self.markers.append(Marker(msg.step, msg.kind, msg.text or msg.kind))
-        if msg.kind == "warning":
-            self.notices.append(Notice(msg.text, "warning"))
-        elif msg.kind == "checkpoint":
+        kind = msg.kind
+        if kind in ("note", "warning", "diverged", "restore") or (kind == "checkpoint" and msg.source != "auto"):
+            self.markers.append(Marker(msg.step, kind, msg.text or kind))
+        if kind in ("warning", "diverged"):
+            self.notices.append(Notice(msg.text, "error" if kind == "diverged" else "warning"))
+            if msg.source == "guard":
+                self.alert = msg.text
+        elif kind == "resume":
+            self.alert = ""
+        elif kind == "restore":
+            self.notices.append(Notice(msg.text or f"restored {msg.path}"))
+        elif kind == "checkpoint" and msg.source != "auto":
             self.notices.append(Notice(f"checkpoint saved at step {msg.step:,}"))
+        if kind == "diverged":
+            self.diverged = msg
+            self.versions["diverged"] += 1
+        self.versions["header"] += 1
 
     # ------------------------------------------------------------------- from the supervisor
     def add_output(self, lines: list[str]) -> None:
@@ -183,6 +211,17 @@ class RunStore:
         with self.lock:
             self.system = sample
             self.versions["system"] += 1
+
+    def reset(self) -> None:
+        """Forget the run (a restart begins a new one); every version moves on, so panes redraw."""
+        fresh = RunStore(name=self.name)
+        with self.lock:
+            for name in self.__dataclass_fields__:
+                if name not in ("lock", "versions", "system"):
+                    setattr(self, name, getattr(fresh, name))
+            for key in ("metrics", "activations", "samples", "params", "events", "output", "header",
+                        "model", "diverged"):
+                self.versions[key] += 1
 
     def take_notices(self) -> list[Notice]:
         with self.lock:

@@ -25,6 +25,8 @@ def main() -> int:
     ap.add_argument("--kill-at", type=int, default=0, help="SIGKILL itself at this step")
     ap.add_argument("--print-every", type=int, default=50)
     ap.add_argument("--name", default="scripted")
+    ap.add_argument("--nan-at", type=int, default=0, help="the loss turns NaN from this step on")
+    ap.add_argument("--guard", action="store_true", help="the divergence guard pauses the run")
     args = ap.parse_args()
 
     rng = random.Random(0)
@@ -32,12 +34,14 @@ def main() -> int:
         "lr": Param(1e-3, min=1e-6, max=1.0, log=True, help="learning rate"),
         "weight_decay": Param(0.0, min=0.0, max=0.1),
         "optimizer": Param("adam", choices=["adam", "adamw", "sgd"]),
-    }, name=args.name)
+    }, name=args.name, guard=args.guard)
     with mon:
         while mon.step():
             step = mon.step_count
             mon.epoch = step // 100
             loss = math.exp(-step / 300) * (1 + 0.05 * rng.random()) * (mon.params["lr"] / 1e-3) ** 0.2 + 0.01
+            if args.nan_at and step >= args.nan_at and mon.params["lr"] >= 1e-3:
+                loss = float("nan")  # "diverges" until the learning rate comes down
             mon.log(loss=loss)
             if step % 10 == 0:
                 mon.log(val_loss=loss * 1.1)

@@ -8,6 +8,7 @@ Run it with ``neurotop demo`` (under the TUI) or ``python -m trainer.demo`` (jou
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import torch
@@ -64,6 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "collapse when they share cores with the UI)")
     ap.add_argument("--name", default="autoencoder-digits")
     ap.add_argument("--no-monitor", action="store_true", help="train with monitoring off (for benchmarks)")
+    ap.add_argument("--no-guard", action="store_true",
+                    help="do not pause when the loss turns NaN or spikes (it is still flagged)")
+    ap.add_argument("--checkpoint-every", type=int, default=1000,
+                    help="steps between rolling 'last-good' checkpoints (what a roll-back returns to)")
     return ap.parse_args(argv)
 
 
@@ -83,6 +88,8 @@ def train(args: argparse.Namespace) -> Monitor:
 
     def make_optimizer(kind: str, old: str | None = None) -> None:
         holder["opt"] = OPTIMIZERS[kind](model.parameters(), lr=args.lr)
+        if "mon" in holder:
+            holder["mon"].optimizer = holder["opt"]  # checkpoints and roll-backs follow the new one
 
     params = {
         "lr": Param(args.lr, min=1e-6, max=10.0, log=True, help="learning rate"),
@@ -93,8 +100,8 @@ def train(args: argparse.Namespace) -> Monitor:
         "noise": Param(0.0, min=0.0, max=1.0, help="input noise (denoising autoencoder)"),
     }
     make_optimizer("adam")
-    mon = Monitor(model, params, name=args.name, device=str(device), enabled=not args.no_monitor,
-                  save=lambda path: torch.save({"model": model.state_dict(), "params": dict(mon.params)}, path))
+    mon = holder["mon"] = Monitor(model, params, optimizer=holder["opt"], name=args.name, device=str(device),
+                                  enabled=not args.no_monitor, guard=not args.no_guard)
     probe = ActivationProbe(mon, model, inputs=x_val, every=args.probe_every, samples=32)
     shown = x_val[:8]
     pictures = Cadence(steps=args.probe_every * 4)
@@ -119,7 +126,10 @@ def train(args: argparse.Namespace) -> Monitor:
                 loss.backward()
                 opt.step()
                 step = mon.step_count
-                mon.log(loss=loss.item())
+                loss_value = loss.item()
+                mon.log(loss=loss_value)
+                if args.checkpoint_every and step % args.checkpoint_every == 0 and math.isfinite(loss_value):
+                    mon.checkpoint(source="auto", name="last-good")
                 if step % args.val_every == 0:
                     with torch.no_grad():
                         val_loss = loss_fn(model(x_val), x_val).item()

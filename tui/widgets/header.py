@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import psutil
+from rich.markup import escape
 from textual.widgets import Static
 
 from tui.store import RunStore
@@ -46,7 +47,9 @@ class RunHeader(Static):
             parts.append(duration(store.elapsed()))
             parts.append(f"mon {store.overhead * 100:.1f}%")
             if store.exit_code is not None or (state in ("failed", "lost") and store.detail):
-                parts.append(f"[$error]{store.detail}[/]")
+                parts.append(f"[$error]{escape(store.detail)}[/]")
+            if store.alert:
+                parts.append(f"[$error]⚠ {escape(store.alert)}[/]")
             bad = store.counts.malformed + store.counts.unknown
             if bad:
                 parts.append(f"[$warning]{bad} bad lines[/]")
