@@ -82,6 +82,7 @@ class RunStore:
     diverged: Event | None = None  # the guard paused the run: the app offers what to do
     dropped: int = 0  # live messages the child dropped for the pipe while we lagged
     reordered: int = 0  # metric points whose step went backwards (drawn at the latest step)
+    last_metric_t: float = 0.0  # the child's clock on the newest metric: how far behind we are
     system: object | None = None  # the latest tui.system.SystemSample
     versions: collections.Counter = field(default_factory=collections.Counter)
 
@@ -102,6 +103,7 @@ class RunStore:
                         steps.append(msg.step)
                         values.append(NAN if value is None else value)
                     self.step = max(self.step, msg.step)
+                    self.last_metric_t = msg.t
                     if msg.epoch is not None:
                         self.epoch = msg.epoch
                 elif kind is Activations:
@@ -232,6 +234,13 @@ class RunStore:
     @property
     def finished(self) -> bool:
         return self.state in FINAL_STATES
+
+    def lag(self) -> float:
+        """Seconds between the newest metric we hold and now, while the run is live: a backlog
+        (the UI reading slower than the child writes) shows here, never silently."""
+        if self.state != "running" or not self.last_metric_t:
+            return 0.0
+        return max(0.0, time.time() - self.last_metric_t)
 
     def elapsed(self) -> float:
         return (self.ended or time.time()) - self.started

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
@@ -22,7 +22,7 @@ class ChoiceScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="choice-dialog"):
             yield Static(f"[b]{escape(self.title_text)}[/b]\n\n{escape(self.text)}")
-            with Horizontal(id="choice-buttons"):
+            with Vertical(id="choice-buttons"):
                 for key, (answer, label) in self.choices.items():
                     yield Button(f"{key}  {label}", id=f"choice-{answer}")
 

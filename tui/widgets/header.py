@@ -29,13 +29,13 @@ class RunHeader(Static):
 
     def refresh_from(self, store: RunStore) -> None:
         with store.lock:
-            key = (store.versions["header"], store.state, int(store.elapsed()))
+            key = (store.versions["header"], store.state, int(store.elapsed()), int(store.lag()))
             if key == self._seen:
                 return
             self._seen = key
             state = store.state
             parts = [
-                f"[b]neurotop[/b]  {store.name or '…'}",
+                f"[b]neurotop[/b]  {escape(store.name or '…')}",
                 f"[{STATE_STYLE.get(state, '$foreground')}]● {state}[/]"
                 + (" [dim](read-only)[/dim]" if store.read_only else ""),
                 f"step {store.step:,}",
@@ -48,6 +48,11 @@ class RunHeader(Static):
             parts.append(f"mon {store.overhead * 100:.1f}%")
             if store.exit_code is not None or (state in ("failed", "lost") and store.detail):
                 parts.append(f"[$error]{escape(store.detail)}[/]")
+            lag = store.lag()
+            if lag > 3.0:
+                parts.append(f"[$warning]behind {lag:.0f}s[/]")
+            if store.dropped:
+                parts.append(f"[$warning]{store.dropped:,} live msgs dropped (journal complete)[/]")
             if store.alert:
                 parts.append(f"[$error]⚠ {escape(store.alert)}[/]")
             bad = store.counts.malformed + store.counts.unknown
