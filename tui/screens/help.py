@@ -28,5 +28,5 @@ class HelpScreen(ModalScreen[None]):
 
 
 def _pretty(key: str) -> str:
-    return {"question_mark": "?", "plus": "+", "minus": "-", "left_square_bracket": "[",
+    return {"question_mark": "?", "plus": "+", "minus": "-", "equals_sign": "=", "left_square_bracket": "[",
             "right_square_bracket": "]", "slash": "/"}.get(key, key)
