@@ -1,13 +1,12 @@
 """The real app, driven by Pilot, against real child processes (the scripted one: fast, no torch)."""
 
-import asyncio
 import time
 
 import pytest
 
 from tests.conftest import scripted
 from trainer import journal
-from trainer.protocol import Command, Event, ParamChange
+from trainer.protocol import Command, Event
 from tui.app import NeurotopApp
 from tui.link import Link
 from tui.widgets.activations import ActivationsPane

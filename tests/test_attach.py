@@ -19,7 +19,7 @@ from tests.conftest import SCRIPTED
 from tests.test_app import until
 from tests.test_monitor import last_step, read_journal, wait_for
 from trainer import journal
-from trainer.protocol import Command, Metric, ParamChange
+from trainer.protocol import Command, ParamChange
 from tui.app import NeurotopApp
 from tui.link import Link
 from tui.store import RunStore

@@ -4,10 +4,8 @@ import os
 import socket
 import stat
 import subprocess
-import sys
 import time
 
-import pytest
 
 from tests.conftest import scripted
 from trainer import Monitor, Param, journal

@@ -1,6 +1,5 @@
 import math
 
-import msgspec
 import pytest
 
 from trainer.params import Param, Refused, parse_typed, step_value

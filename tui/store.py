@@ -15,7 +15,6 @@ import numpy as np
 
 from trainer.protocol import (
     Activations,
-    Command,
     DecodeCounts,
     Event,
     Hello,
@@ -251,6 +250,3 @@ def _short(value: object) -> str:
         return f"{value:.3g}"
     return str(value)
 
-
-def command_label(cmd: Command) -> str:
-    return cmd.action if cmd.action != "set" else f"{cmd.name} → {_short(cmd.value)}"
