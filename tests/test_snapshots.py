@@ -27,3 +27,29 @@ async def settle(pilot):
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
 def test_layout(snap_compare, tmp_path, size):
     assert snap_compare(fixed_app(tmp_path), terminal_size=size, run_before=settle)
+
+
+async def test_zoom_pan_follow_and_smoothing_keys(tmp_path):
+    from tui.widgets.loss_chart import LossChart
+
+    app = fixed_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        chart = app.query_one(LossChart)
+        assert chart.window(app.store) == (None, None) and "whole run" in chart.border_subtitle
+        await pilot.press("z", "z")
+        span = int((600 - 1) * 0.25)  # steps 1..600, halved twice
+        assert chart.span == span
+        assert chart.window(app.store) == (600 - span, 600) and f"{span} steps · following" in chart.border_subtitle
+        await pilot.press("left")
+        lo, hi = chart.window(app.store)
+        assert hi < 600 and hi - lo == span and "panned" in chart.border_subtitle
+        await pilot.press("f")
+        assert chart.window(app.store) == (600 - span, 600)
+        await pilot.press("Z", "Z", "Z")
+        assert chart.span is None
+        before = chart.smoothing
+        await pilot.press("s")
+        assert chart.smoothing != before and f"smooth {chart.smoothing:g}" in chart.border_subtitle
+        await pilot.press("l")
+        assert chart.log_y and "log y" in chart.border_subtitle
