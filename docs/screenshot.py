@@ -24,7 +24,7 @@ async def shoot(size: tuple[int, int], seconds: float, name: str, keys: tuple[st
             await pilot.pause(0.3)
         await pilot.pause(seconds / 2)
         app.repaint()
-        app.repaint_chart()
+        app.repaint_pictures()
         await pilot.pause(0.5)
         app.save_screenshot(str(ROOT / "docs" / "images" / name))
         app.link.stop()

@@ -137,11 +137,12 @@ async def test_guard_pauses_a_diverging_run_and_offers_a_way_out(runs):
 
 
 async def test_restart_after_a_failure_starts_a_new_run_with_current_values(runs):
-    app, run_dir = spawning_app(runs, "--rate", "500", "--fail-at", "40")
+    app, run_dir = spawning_app(runs, "--rate", "100", "--fail-at", "300")
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
         await until(pilot, lambda: store.hello is not None)
         app.send(Command(action="set", name="lr", value=4e-3, source="ui"))
+        await until(pilot, lambda: store.params["lr"].value == pytest.approx(4e-3))
         await until(pilot, lambda: store.state == "failed")
         await pilot.press("r")
         await until(pilot, lambda: type(app.screen).__name__ == "ChoiceScreen")

@@ -20,7 +20,7 @@ async def settle(pilot):
             break
         await pilot.pause(0.05)
     app.repaint()
-    app.repaint_chart()
+    app.repaint_pictures()
     await pilot.pause(0.2)
 
 

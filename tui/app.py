@@ -96,13 +96,13 @@ class NeurotopApp(App[str | None]):
     ]
 
     def __init__(self, link_factory: LinkFactory, *, name: str = "", refresh_hz: float = 4.0,
-                 chart_hz: float = 1.0, sample_system: bool = True, read_only: bool = False,
+                 pictures_hz: float = 1.0, sample_system: bool = True, read_only: bool = False,
                  show_ui_cost: bool = True) -> None:
         super().__init__()
         self.store = RunStore(name=name, read_only=read_only)
         self.link_factory = link_factory
         self.link: Link | None = None
-        self.refresh_hz, self.chart_hz = refresh_hz, chart_hz
+        self.refresh_hz, self.pictures_hz = refresh_hz, pictures_hz
         self.sample_system, self.show_ui_cost = sample_system, show_ui_cost
         self.pending: dict[str, Value] = {}  # debounced parameter changes, the latest wins
         self._diverged_seen = 0
@@ -136,7 +136,7 @@ class NeurotopApp(App[str | None]):
             self.query_one(f"#{pane_id}").border_title = title
         self.link = self.link_factory(self.store, lambda: self.post_message(RunUpdated()))
         self.set_interval(1 / self.refresh_hz, self.repaint)
-        self.set_interval(1 / self.chart_hz, self.repaint_chart)
+        self.set_interval(1 / self.pictures_hz, self.repaint_pictures)
         if self.sample_system:
             self.sample_system_forever()
         for problem in self.theme_problems:
@@ -151,16 +151,19 @@ class NeurotopApp(App[str | None]):
 
     # ---------------------------------------------------------------------------- painting
     def repaint(self) -> None:
-        """The clock: each pane redraws only if its part of the store changed."""
+        """The fast clock, for the text panes: each redraws only if its part of the store changed."""
         store = self.store
         for pane in (self.query_one(RunHeader), self.query_one(SystemPane), self.query_one(ParamsPane),
-                     self.query_one(LogPane), self.query_one(ActivationsPane),
-                     self.query_one(ReconstructionsPane)):
+                     self.query_one(LogPane)):
             pane.refresh_from(store)
         self._show_notices()
 
-    def repaint_chart(self) -> None:
-        self.query_one(LossChart).refresh_from(self.store)
+    def repaint_pictures(self) -> None:
+        """The slow clock, for the chart and the heatmaps: they rewrite many coloured cells each
+        time, which is what costs bytes over SSH (see the benchmark's terminal figure)."""
+        for pane in (self.query_one(LossChart), self.query_one(ActivationsPane),
+                     self.query_one(ReconstructionsPane)):
+            pane.refresh_from(self.store)
 
     def _show_notices(self) -> None:
         for notice in self.store.take_notices():
