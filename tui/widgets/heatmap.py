@@ -104,6 +104,10 @@ def _ramp(cold: str, mid: str, hot: str) -> Ramp:
     return Ramp(cold, mid, hot)
 
 
+#: 0..255 onto 32 evenly spaced levels that keep both ends (0 stays coldest, 255 hottest).
+_LEVELS = np.round(np.round(np.arange(256) * 31 / 255) * 255 / 31).astype(np.int32)
+
+
 def grid_strips(grid: np.ndarray, ramp: Ramp | None, base: Style | None = None) -> list[Strip]:
     """Turn a grid of values 0..255 (or ``NONE``) into Strips, one cell per column.
 
@@ -117,6 +121,9 @@ def grid_strips(grid: np.ndarray, ramp: Ramp | None, base: Style | None = None) 
         return []
     if ramp is None:
         return [Strip([Segment(_ASCII_LUT[row + 1].tobytes().decode(), base)], len(row)) for row in grid]
+    # 32 colour levels, not 256: the eye cannot tell the difference, but neighbouring cells then
+    # often share a style and merge into one segment, which halves the bytes sent to the terminal.
+    grid = np.where(grid == NONE, NONE, _LEVELS[np.clip(grid, 0, 255)])
     if grid.shape[0] % 2:
         grid = np.vstack([grid, np.full((1, grid.shape[1]), NONE, np.int32)])
     top, bottom = grid[0::2], grid[1::2]

@@ -1,19 +1,32 @@
-"""The child's stdout and stderr, as saved in output.log (a traceback shows here)."""
+"""The child's stdout and stderr, as saved in output.log (a traceback shows here).
+
+A tail, drawn with the line API: the newest lines that fit, cropped to the width. Textual's
+scrolling ``Log`` re-laid-out the whole screen on every append (measured: ~27 KB written to the
+terminal per update at 160×48); this repaints only its own lines. The whole output stays in
+``output.log``.
+"""
 
 from __future__ import annotations
 
-from textual.widgets import Log
+import collections
+
+from rich.segment import Segment
+from textual.strip import Strip
+from textual.widget import Widget
 
 from tui.store import RunStore
 
+KEEP = 500
 
-class LogPane(Log):
+
+class LogPane(Widget):
     """Not focusable: the arrow keys belong to the params and the chart, whatever has focus."""
 
     can_focus = False
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(max_lines=5000, **kwargs)
+        super().__init__(**kwargs)
+        self.lines: collections.deque[str] = collections.deque(maxlen=KEEP)
         self._written = 0
 
     def refresh_from(self, store: RunStore) -> None:
@@ -21,7 +34,16 @@ class LogPane(Log):
             total = store.output_total
             if total == self._written:
                 return
-            fresh = min(total - self._written, len(store.output))
-            lines = list(store.output)[-fresh:] if fresh else []
+            fresh = min(total - self._written, len(store.output), KEEP)
+            self.lines.extend(list(store.output)[-fresh:] if fresh else [])
         self._written = total
-        self.write_lines(lines, scroll_end=True)  # the newest output stays in view
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        width, height = self.size
+        index = len(self.lines) - height + y
+        style = self.rich_style
+        if index < 0 or width <= 0:
+            return Strip.blank(width, style)
+        text = self.lines[index].expandtabs(4)[:width]
+        return Strip([Segment(text.ljust(width), style)], width)
