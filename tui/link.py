@@ -46,6 +46,7 @@ class Link:
         self.argv: list[str] = []
         self.env: dict[str, str] | None = None
         self._uses_sdk = False
+        self._parsed_step: int | None = None  # the last step a parsed output line named
 
     # ------------------------------------------------------------------------------ spawn
     @classmethod
@@ -289,8 +290,14 @@ class Link:
             self._uses_sdk = True  # the journal has the metrics: printed ones would double them
         if not self._uses_sdk:
             now = time.time()
-            metrics = [Metric(step=p.step if p.step is not None else p.lineno, t=now, values=p.values, epoch=p.epoch)
-                       for p in parsed if p.values]
+            metrics = []
+            for p in parsed:
+                if p.step is not None:
+                    self._parsed_step = p.step
+                if p.values:  # a line with no step (a validation summary) goes at the last step seen
+                    step = p.step if p.step is not None else (
+                        self._parsed_step if self._parsed_step is not None else p.lineno)
+                    metrics.append(Metric(step=step, t=now, values=p.values, epoch=p.epoch))
             self.store.ingest(metrics)
         if lines:
             self.store.add_output(lines)

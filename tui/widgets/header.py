@@ -42,7 +42,7 @@ class RunHeader(Static):
             ]
             if store.epoch is not None:
                 parts.append(f"epoch {store.epoch:,}")
-            if state == "running":
+            if state == "running" and store.steps_per_s > 0:
                 parts.append(f"{store.steps_per_s:,.0f} it/s")
             parts.append(duration(store.elapsed()))
             parts.append(f"mon {store.overhead * 100:.1f}%")

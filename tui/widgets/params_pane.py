@@ -13,6 +13,9 @@ NO_SDK = ("[dim]This run declared no parameters.\n"
           "Monitor(model, params={...}).[/dim]")
 
 
+WAITING = "[dim]waiting for the run…[/dim]"
+
+
 class ParamsPane(Static):
     """A list with a cursor (↑/↓ move it); the app steps or edits the selected parameter."""
 
@@ -40,7 +43,9 @@ class ParamsPane(Static):
         with store.lock:
             self.names = list(store.params)
             if not self.names:
-                self.update(NO_SDK if store.hello is not None or no_sdk else "[dim]waiting for the run…[/dim]")
+                self.update(NO_SDK if store.hello is not None or store.finished else WAITING if not no_sdk
+                            else "[dim]This run has declared no parameters yet: the SDK declares them when it "
+                                 "starts; a plain command has none (add the five SDK lines to tune it live).[/dim]")
                 return
             self.selected = min(self.selected, len(self.names) - 1)
             width = max(len(n) for n in self.names)

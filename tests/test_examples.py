@@ -1,0 +1,156 @@
+"""The worked examples (trainer/examples) as real child processes under ``Link.spawn``: what a person
+does from the TUI (set a parameter, pause, checkpoint, stop) reaches the script and comes back
+acknowledged in the store."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from trainer import journal
+from trainer.protocol import Command, Event, ParamChange
+from tui.link import Link
+from tui.store import RunStore
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for(predicate, timeout=60.0, every=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
+
+
+def module_argv(name, *args):
+    return [sys.executable, "-m", f"trainer.examples.{name}", *args]
+
+
+def spawn(runs, name, *args):
+    run_dir = journal.create_run_dir(runs, name)
+    store = RunStore(name=name)
+    link = Link.spawn(module_argv(name, *args), run_dir, store, lambda: None)
+    return link, store
+
+
+def events(store, kind):
+    with store.lock:
+        return [e for e in store.events if isinstance(e, Event) and e.kind == kind]
+
+
+def output_has(store, text):
+    with store.lock:
+        return any(text in line for line in store.output)
+
+
+def set_and_wait(link, store, name, value):
+    link.send(Command(action="set", name=name, value=value, source="ui"))
+
+    def acknowledged():
+        change = store.last_change.get(name)
+        return change is not None and change.new == value and change
+    change = wait_for(acknowledged)
+    assert change.ok, change.reason
+    assert change.source == "ui" and store.params[name].value == value
+    return change
+
+
+def pause_resume_checkpoint_stop(link, store):
+    """The commands every SDK example honours, in the order a person would use them."""
+    link.send(Command(action="pause", source="ui"))
+    wait_for(lambda: store.state == "paused")
+    paused_at = store.step
+    time.sleep(0.5)
+    assert store.step == paused_at, "steps advanced while paused"
+    assert events(store, "pause")[-1].source == "ui"
+    link.send(Command(action="resume", source="ui"))
+    wait_for(lambda: store.state == "running" and store.step > paused_at + 3)
+
+    link.send(Command(action="checkpoint", source="ui"))
+    ckpt = wait_for(lambda: events(store, "checkpoint"))[-1]
+    assert ckpt.source == "ui"
+    state = torch.load(ckpt.path, weights_only=True)  # plain tensors and numbers: no pickled objects
+
+    link.send(Command(action="stop", source="ui"))
+    wait_for(lambda: store.state == "stopped")
+    assert link.process.wait(30) == 0
+    assert events(store, "stop")[-1].source == "ui"
+    assert journal.RunInfo.load(link.run_dir).state == "stopped"
+    return state
+
+
+def test_mlp_digits_obeys_the_ui(runs):
+    link, store = spawn(runs, "mlp_digits", "--epochs", "100000", "--probe-every", "10")
+    try:
+        wait_for(lambda: store.hello is not None and store.step > 5)
+        assert set(store.params) == {"lr", "weight_decay", "dropout_on", "batch_size"}
+        assert store.params["lr"].log and store.params["dropout_on"].kind == "bool"
+        assert store.params["batch_size"].kind == "int"
+        assert {layer.name for layer in store.hello.model} >= {"net.0", "net.1", "net.6"}
+
+        set_and_wait(link, store, "lr", 6e-3)
+        wait_for(lambda: output_has(store, "lr 0.006 "))  # the script's optimizer has it
+        set_and_wait(link, store, "dropout_on", False)
+        change = set_and_wait(link, store, "batch_size", 32)
+        # an int applied at the next epoch boundary: the script says so in a note
+        note = wait_for(lambda: [e for e in events(store, "note") if "batch_size 64 -> 32" in e.text])[0]
+        assert note.step >= change.step
+        wait_for(lambda: output_has(store, "batch_size 32"))
+        # a value outside the declaration is refused with a reason, never applied
+        link.send(Command(action="set", name="batch_size", value=0, source="ui"))
+        wait_for(lambda: not store.last_change["batch_size"].ok)
+        assert store.params["batch_size"].value == 32
+        wait_for(lambda: {"val_loss", "val_acc", "loss"} <= set(store.series))
+        wait_for(lambda: {"net.1", "net.4"} <= set(store.activations))  # ReLUs, chosen by type
+
+        state = pause_resume_checkpoint_stop(link, store)
+        assert {"model", "optimizer", "params", "step"} <= set(state)
+        assert state["params"]["lr"] == pytest.approx(6e-3) and state["params"]["batch_size"] == 32
+        assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(6e-3)
+    finally:
+        link.stop(grace=5)
+
+
+def test_conv_autoencoder_obeys_the_ui(runs):
+    link, store = spawn(runs, "conv_autoencoder", "--epochs", "100000", "--probe-seconds", "0.2",
+                        "--sample-seconds", "0.2")
+    try:
+        wait_for(lambda: store.hello is not None and store.step > 5)
+        assert set(store.params) == {"lr", "weight_decay", "noise"}
+        set_and_wait(link, store, "lr", 1e-3)
+        set_and_wait(link, store, "noise", 0.2)
+        # probes by name, on a cadence in seconds; image samples of inputs and reconstructions
+        wait_for(lambda: {"encoder.act1", "encoder.act2", "decoder.act1"} <= set(store.activations))
+        wait_for(lambda: {"inputs", "outputs"} <= set(store.samples))
+        sample = store.samples["outputs"]
+        assert (sample.height, sample.width) == (8, 8) and sample.count == 8
+
+        state = pause_resume_checkpoint_stop(link, store)  # written by the script's own save()
+        assert {"model", "optimizer", "epoch", "step"} <= set(state)
+        assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3)
+        assert any(isinstance(e, ParamChange) and e.name == "noise" for e in store.events)
+    finally:
+        link.stop(grace=5)
+
+
+@pytest.mark.parametrize("name", ["mlp_digits", "conv_autoencoder"])
+def test_steps_limit_finishes_the_run(runs, name):
+    out = subprocess.run(module_argv(name, "--steps", "30"), capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    (run_dir, info), = journal.list_runs(runs)
+    assert info.state == "finished" and info.step == 30
+    assert (run_dir / journal.JOURNAL).stat().st_size > 0
+
+
+def test_sdk_cost_reports_numbers(tmp_path):
+    from trainer.examples.sdk_cost import measure
+
+    costs = measure(calls=2000, run_dir=tmp_path / "bench")
+    assert set(costs) >= {"log", "step", "step+log"} and all(v > 0 for v in costs.values())
