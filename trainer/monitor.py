@@ -46,13 +46,15 @@ from trainer.protocol import (
     ParamChange,
     Sample,
     Status,
+    Health, Gradients, Latent, Signal,
     decode_lines,
     encode,
 )
 
 #: Live messages that may be dropped for the pipe when the UI falls behind (never for the journal).
-_LOSSY = (Metric, Activations, Sample)
+_LOSSY = (Metric, Activations, Sample, Health, Gradients, Latent, Signal)
 PIPE_BACKLOG_LIMIT = 8 << 20
+BATCH = 10_000  # queue items encoded between two flushes
 FLUSH_INTERVAL = 0.1
 STATUS_INTERVAL = 1.0
 
@@ -203,6 +205,7 @@ class Monitor:
     def note(self, text: str, kind: str = "note", source: str = "script") -> None:
         if self.enabled:
             self._emit(Event(step=self.step_count, t=time.time(), kind=kind, text=text, source=source))
+            self.info.notes += kind == "note"  # `neurotop ls` counts them
 
     def emit(self, message: Any) -> None:
         """Send a protocol message (activations, samples) built elsewhere, e.g. by probes."""
@@ -444,17 +447,32 @@ class Monitor:
             if closing:
                 self._write_batch()
                 return
-            self._wake.wait(FLUSH_INTERVAL)
+            if self._pipe_pending and self._events_fd is not None:
+                try:  # the UI is behind: wake as soon as the pipe has room, not a whole interval later
+                    select.select([], [self._events_fd], [], FLUSH_INTERVAL)
+                except (OSError, ValueError):
+                    pass
+            else:
+                self._wake.wait(FLUSH_INTERVAL)
             self._wake.clear()
 
     def _write_batch(self) -> None:
+        """Drain the queue in slices of ``BATCH`` items, flushing between them, so neither buffer
+        grows with a burst; live messages past ``PIPE_BACKLOG_LIMIT`` are dropped for the pipe."""
         queue = self._queue
-        n = len(queue)
-        if n == 0 and not self._journal_pending and not self._pipe_pending:
+        if not queue and not self._journal_pending and not self._pipe_pending:
             return
+        while True:
+            self._encode_slice(min(len(queue), BATCH))
+            self._flush_journal()
+            self._flush_pipe()
+            if not queue:
+                return
+
+    def _encode_slice(self, n: int) -> None:
+        queue = self._queue
         journal_buf = self._journal_pending
         pipe_buf = self._pipe_pending if self._events_fd is not None else None
-        lossy_ok = pipe_buf is not None and len(pipe_buf) < PIPE_BACKLOG_LIMIT
         for _ in range(n):
             item = queue.popleft()
             if type(item) is tuple:
@@ -466,7 +484,7 @@ class Monitor:
             line = encode(item)
             journal_buf += line
             if pipe_buf is not None:
-                if lossy_ok or not isinstance(item, _LOSSY):
+                if len(pipe_buf) < PIPE_BACKLOG_LIMIT or not isinstance(item, _LOSSY):
                     pipe_buf += line
                 else:
                     self.dropped_for_pipe += 1

@@ -60,7 +60,7 @@ class Hello(msgspec.Struct, tag="hello", omit_defaults=True):
     device: str = ""
 
 
-class Metric(msgspec.Struct, tag="metric", omit_defaults=True):
+class Metric(msgspec.Struct, tag="metric", omit_defaults=True, gc=False):
     """Named values at a step. JSON has no NaN or Infinity: a non-finite value travels as null."""
 
     step: int
@@ -147,12 +147,82 @@ class Command(msgspec.Struct, tag="command", omit_defaults=True):
     source: str = ""
 
 
-Message = Union[Hello, Metric, Activations, Sample, ParamChange, Event, Status, Command]
+# --------------------------------------------------------------------------- insights (issue 7)
+class Health(msgspec.Struct, tag="health", omit_defaults=True):
+    """A layer's neuron health at a step, reduced in the child (``trainer.insights``).
+
+    ``dead``: units not active on any sample of the last window of snapshots; ``saturated``: units
+    pinned at a bound (sigmoid/tanh near 0/1/±1, or a rectifier that is on for every sample).
+    ``mean``/``std``: of the activation over units and samples; ``signal``: mean |activation|.
+    ``means``/``spreads``: per unit (or per group of neighbouring units when ``units > rows``) mean
+    and standard deviation over the samples, ``rows`` uint8 cells each (value = lo + cell*scale).
+    """
+
+    step: int
+    layer: str
+    units: int
+    dead: int
+    saturated: int
+    mean: float
+    std: float
+    signal: float = 0.0
+    kind: str = ""
+    rows: int = 0
+    means: bytes = b""
+    mean_lo: float = 0.0
+    mean_scale: float = 1.0
+    spreads: bytes = b""
+    spread_lo: float = 0.0
+    spread_scale: float = 1.0
+    window: int = 1
+
+
+class Gradients(msgspec.Struct, tag="gradients", omit_defaults=True):
+    """Per-layer gradient norm and update-to-weight ratio (||Δw|| / ||w||) at a step; at most a
+    bounded number of entries (neighbouring layers are grouped on wide models)."""
+
+    step: int
+    layers: list[str]
+    grad_norm: list[float | None]
+    update_ratio: list[float | None] = []
+
+
+class Latent(msgspec.Struct, tag="latent", omit_defaults=True):
+    """A fixed batch projected on the first two principal components of the latent space.
+
+    ``x``/``y`` hold ``points`` little-endian uint16 each: value = lo[k] + cell * scale[k].
+    Each component's sign is fixed (its largest-|loading| entry is positive), so successive
+    projections are comparable. ``explained``: the variance fraction of each component.
+    """
+
+    step: int
+    points: int
+    x: bytes
+    y: bytes
+    lo: list[float]
+    scale: list[float]
+    explained: list[float] = []
+    labels: list[int] = []
+    dims: int = 0
+    name: str = ""
+
+
+class Signal(msgspec.Struct, tag="signal", omit_defaults=True):
+    """Mean |output| of each leaf layer on the probe's batch: how much signal each edge carries."""
+
+    step: int
+    layers: list[str]
+    mean_abs: list[float | None]
+
+
+Message = Union[Hello, Metric, Activations, Sample, ParamChange, Event, Status, Command,
+                Health, Gradients, Latent, Signal]
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Message)
 _probe = msgspec.json.Decoder(dict)
-_KNOWN = {"hello", "metric", "activations", "sample", "param", "event", "status", "command"}
+_KNOWN = {"hello", "metric", "activations", "sample", "param", "event", "status", "command",
+          "health", "gradients", "latent", "signal"}
 
 
 def encode(msg: Message) -> bytes:

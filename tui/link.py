@@ -11,6 +11,7 @@ runs in its own session (no SIGHUP when the terminal goes away).
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -57,6 +58,7 @@ class Link:
         if parser is not None:
             link.parser = parser
         events_r, events_w = os.pipe()
+        _widen_pipe(events_w)
         control_r, control_w = os.pipe()
         child_env = dict(os.environ if env is None else env)
         child_env.update({ENV_EVENTS_FD: str(events_w), ENV_CONTROL_FD: str(control_r),
@@ -223,7 +225,7 @@ class Link:
                 data = os.read(fd, READ_CHUNK)
                 if not data:
                     break
-                data = partial + data
+                data = partial + _read_waiting(fd, data)
                 cut = data.rfind(b"\n")
                 if cut < 0:
                     partial = data
@@ -328,6 +330,31 @@ class Link:
             info.state, info.exit_code, info.ended = self.store.state, code, time.time()
             info.step = max(info.step, self.store.step)
             info.save(self.run_dir)
+
+
+def _widen_pipe(fd: int, size: int = 1 << 20) -> None:
+    """A bigger pipe (Linux: up to /proc/sys/fs/pipe-max-size) lets the child run further ahead
+    of a busy UI before it has to drop live messages."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
+    except (OSError, ImportError):
+        pass
+
+
+def _read_waiting(fd: int, data: bytes, limit: int = READ_CHUNK) -> bytes:
+    """After a read, take what is already waiting too (up to ``limit``): a backlog is then
+    decoded and stored in big batches, which is where the store is fast."""
+    chunks = [data]
+    size = len(data)
+    while size < limit and select.select([fd], [], [], 0)[0]:
+        more = os.read(fd, limit - size)
+        if not more:
+            break
+        chunks.append(more)
+        size += len(more)
+    return b"".join(chunks)
 
 
 def describe_exit(code: int) -> str:
