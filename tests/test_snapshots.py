@@ -20,6 +20,7 @@ async def settle(pilot):
             break
         await pilot.pause(0.05)
     app.repaint()
+    await pilot.pause(0.2)  # the text panes settle the layout first
     app.repaint_pictures()
     await pilot.pause(0.2)
 

@@ -158,10 +158,14 @@ def socket_path_for(run_dir: Path) -> Path:
     if len(os.fsencode(path)) < 100:
         return path
     base = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / f"neurotop-{os.getuid()}"
-    make_private_dir(base)
+    try:
+        os.mkdir(base, 0o700)  # never follows a link planted at that name: mkdir fails on it
+    except FileExistsError:
+        pass
     st = os.lstat(base)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
         raise PermissionError(f"{base} is not a private directory of ours")
+    os.chmod(base, 0o700)
     return base / f"{run_dir.name[:60]}.sock"
 
 

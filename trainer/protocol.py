@@ -8,11 +8,17 @@ reported as malformed (or unknown, for a well-formed object of a type we do not 
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
 
 import msgspec
 
 PROTOCOL_VERSION = 1
+
+# Bounds that decoding enforces, so nothing downstream meets a step numpy cannot hold, a name the
+# size of a megabyte, or a snapshot that claims more cells than it carries.
+Step = Annotated[int, msgspec.Meta(ge=-(2**62), le=2**62)]
+Name = Annotated[str, msgspec.Meta(max_length=200)]
+Size = Annotated[int, msgspec.Meta(ge=0, le=1 << 16)]
 
 #: A parameter value as it travels: msgspec keeps these apart (bool is not int in JSON).
 Value = Union[bool, int, float, str]
@@ -29,7 +35,7 @@ ENV_PARAMS = "NEUROTOP_PARAMS"
 class ParamSpec(msgspec.Struct, omit_defaults=True):
     """A declared, bounded parameter as the UI sees it (see ``trainer.params.Param``)."""
 
-    name: str
+    name: Name
     kind: Literal["float", "int", "bool", "choice"]
     value: Value
     default: Value
@@ -63,9 +69,9 @@ class Hello(msgspec.Struct, tag="hello", omit_defaults=True):
 class Metric(msgspec.Struct, tag="metric", omit_defaults=True, gc=False):
     """Named values at a step. JSON has no NaN or Infinity: a non-finite value travels as null."""
 
-    step: int
+    step: Step
     t: float
-    values: dict[str, float | None]
+    values: dict[Name, float | None]
     epoch: int | None = None
 
 
@@ -76,10 +82,10 @@ class Activations(msgspec.Struct, tag="activations", omit_defaults=True):
     msgspec carries bytes as base64 in JSON.
     """
 
-    step: int
-    layer: str
-    rows: int
-    cols: int
+    step: Step
+    layer: Name
+    rows: Size
+    cols: Size
     lo: float
     scale: float
     cells: bytes
@@ -89,11 +95,11 @@ class Activations(msgspec.Struct, tag="activations", omit_defaults=True):
 class Sample(msgspec.Struct, tag="sample", omit_defaults=True):
     """Small images (inputs beside outputs), ``count`` images of ``height``×``width``, quantized."""
 
-    step: int
-    name: str
-    count: int
-    height: int
-    width: int
+    step: Step
+    name: Name
+    count: Size
+    height: Size
+    width: Size
     lo: float
     scale: float
     cells: bytes
@@ -102,7 +108,7 @@ class Sample(msgspec.Struct, tag="sample", omit_defaults=True):
 class ParamChange(msgspec.Struct, tag="param", omit_defaults=True):
     """A change the child applied (``ok``) or refused (``reason``), and who asked."""
 
-    step: int
+    step: Step
     t: float
     name: str
     new: Value | None = None
@@ -115,7 +121,7 @@ class ParamChange(msgspec.Struct, tag="param", omit_defaults=True):
 class Event(msgspec.Struct, tag="event", omit_defaults=True):
     """Something that happened at a step: a note, a checkpoint, a pause, a warning."""
 
-    step: int
+    step: Step
     t: float
     kind: str
     text: str = ""
@@ -127,7 +133,7 @@ RunState = Literal["starting", "running", "paused", "finished", "failed", "stopp
 
 
 class Status(msgspec.Struct, tag="status", omit_defaults=True):
-    step: int
+    step: Step
     t: float
     state: RunState
     exit_code: int | None = None
@@ -158,7 +164,7 @@ class Health(msgspec.Struct, tag="health", omit_defaults=True):
     and standard deviation over the samples, ``rows`` uint8 cells each (value = lo + cell*scale).
     """
 
-    step: int
+    step: Step
     layer: str
     units: int
     dead: int
@@ -181,7 +187,7 @@ class Gradients(msgspec.Struct, tag="gradients", omit_defaults=True):
     """Per-layer gradient norm and update-to-weight ratio (||Δw|| / ||w||) at a step; at most a
     bounded number of entries (neighbouring layers are grouped on wide models)."""
 
-    step: int
+    step: Step
     layers: list[str]
     grad_norm: list[float | None]
     update_ratio: list[float | None] = []
@@ -195,7 +201,7 @@ class Latent(msgspec.Struct, tag="latent", omit_defaults=True):
     projections are comparable. ``explained``: the variance fraction of each component.
     """
 
-    step: int
+    step: Step
     points: int
     x: bytes
     y: bytes
@@ -210,7 +216,7 @@ class Latent(msgspec.Struct, tag="latent", omit_defaults=True):
 class Signal(msgspec.Struct, tag="signal", omit_defaults=True):
     """Mean |output| of each leaf layer on the probe's batch: how much signal each edge carries."""
 
-    step: int
+    step: Step
     layers: list[str]
     mean_abs: list[float | None]
 
@@ -223,6 +229,16 @@ _decoder = msgspec.json.Decoder(Message)
 _probe = msgspec.json.Decoder(dict)
 _KNOWN = {"hello", "metric", "activations", "sample", "param", "event", "status", "command",
           "health", "gradients", "latent", "signal"}
+
+
+def _fits(kind: str, value: object, choices: list[str] | None) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "choice":
+        return bool(choices) and isinstance(value, str)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return kind == "float" or isinstance(value, int)
 
 
 def encode(msg: Message) -> bytes:
@@ -238,17 +254,35 @@ class Unknown(Exception):
     """A well-formed object whose ``type`` this version does not know: skipped, counted."""
 
 
+def _inconsistent(msg: Message) -> str:
+    """What the types alone cannot say: cells that match their shape, values that fit their kind."""
+    if isinstance(msg, Activations) and len(msg.cells) != msg.rows * msg.cols:
+        return f"{msg.rows}×{msg.cols} cells claimed, {len(msg.cells)} carried"
+    if isinstance(msg, Sample) and len(msg.cells) != msg.count * msg.height * msg.width:
+        return f"{msg.count}×{msg.height}×{msg.width} cells claimed, {len(msg.cells)} carried"
+    if isinstance(msg, Hello):
+        for p in msg.params:
+            if not (_fits(p.kind, p.value, p.choices) and _fits(p.kind, p.default, p.choices)):
+                return f"{p.kind} parameter {p.name!r} cannot hold {p.value!r}"
+    return ""
+
+
 def decode(line: bytes | str) -> Message:
     """Decode one line; raise ``Unknown`` or ``Malformed`` for what must be skipped."""
     try:
-        return _decoder.decode(line)
+        msg = _decoder.decode(line)
+        problem = _inconsistent(msg)
+        if problem:
+            raise Malformed(problem)
+        return msg
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as err:
         try:
             obj = _probe.decode(line)
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             raise Malformed(str(err)) from None
-        if obj.get("type") not in _KNOWN and isinstance(obj.get("type"), str):
-            raise Unknown(obj["type"]) from None
+        kind = obj.get("type")
+        if isinstance(kind, str) and kind not in _KNOWN:
+            raise Unknown(kind) from None
         raise Malformed(str(err)) from None
 
 

@@ -28,6 +28,7 @@ from tui.screens.choice import ChoiceScreen
 from tui.screens.diagnostics import DiagnosticsScreen
 from tui.screens.edit import PromptScreen
 from tui.screens.help import HelpScreen
+from tui.screens.pathways import PathwaysScreen, attach_compare
 from tui.screens.quit import QuitScreen
 from tui.store import RunStore
 from tui.system import SystemSampler
@@ -43,6 +44,7 @@ from tui.widgets.system_pane import SystemPane
 
 KEYMAP_FILE = USER_THEMES.parent / "keymap.toml"
 NARROW_WIDTH = 110
+TINY_WIDTH, TINY_HEIGHT = 70, 20  # below either: the loss and the params only
 SEND_DEBOUNCE = 0.15
 
 LinkFactory = Callable[[RunStore, Callable[[], None]], Link]
@@ -90,15 +92,19 @@ class NeurotopApp(App[str | None]):
         Binding("right_square_bracket", "layer(1)", "Next layer", id="activations.next", show=False),
         Binding("t", "next_theme", "Theme", id="app.theme", show=False),
         Binding("d", "diagnostics", "Diagnostics", id="app.diagnostics", show=False),
+        Binding("v", "pathways", "Pathways: health, gradients, latent, notes", id="app.pathways", show=False),
         Binding("r", "restart", "Restart", id="run.restart", show=False),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("q", "quit_run", "Quit", id="app.quit"),
     ]
 
     def __init__(self, link_factory: LinkFactory, *, name: str = "", refresh_hz: float = 4.0,
-                 pictures_hz: float = 1.0, sample_system: bool = True, read_only: bool = False,
-                 show_ui_cost: bool = True) -> None:
+                 pictures_hz: float = 0.5, sample_system: bool = True, read_only: bool = False,
+                 show_ui_cost: bool = True, compare=None) -> None:
         super().__init__()
+        self.compare_dir = compare  # --compare RUN: another run's journal, overlaid (tui.screens.pathways)
+        self.compare_store: RunStore | None = None
+        self.compare_link: Link | None = None
         self.store = RunStore(name=name, read_only=read_only)
         self.link_factory = link_factory
         self.link: Link | None = None
@@ -106,6 +112,7 @@ class NeurotopApp(App[str | None]):
         self.sample_system, self.show_ui_cost = sample_system, show_ui_cost
         self.pending: dict[str, Value] = {}  # debounced parameter changes, the latest wins
         self._diverged_seen = 0
+        self.sent: dict[str, tuple[Value, float]] = {}  # sent, not yet acknowledged: (value, when)
         self._send_timer = None
         themes, self.theme_problems = load_themes()
         for theme in themes:
@@ -142,27 +149,33 @@ class NeurotopApp(App[str | None]):
         for problem in self.theme_problems:
             self.notify(problem, severity="warning")
         self._apply_width(self.size.width)
+        if self.compare_dir is not None:
+            attach_compare(self, self.compare_dir)
 
     def on_resize(self, event) -> None:
         self._apply_width(event.size.width)
 
     def _apply_width(self, width: int) -> None:
         self.screen.set_class(width < NARROW_WIDTH, "narrow")
+        self.screen.set_class(width < TINY_WIDTH or self.size.height < TINY_HEIGHT, "tiny")
 
     # ---------------------------------------------------------------------------- painting
     def repaint(self) -> None:
         """The fast clock, for the text panes: each redraws only if its part of the store changed."""
+        if not self.is_running:  # shutting down: the screens' widgets are going
+            return
         store = self.store
-        for pane in (self.query_one(RunHeader), self.query_one(SystemPane), self.query_one(ParamsPane),
-                     self.query_one(LogPane)):
+        for pane in (self.query_one(RunHeader), self.query_one(SystemPane), self.query_one(ParamsPane)):
             pane.refresh_from(store)
         self._show_notices()
 
     def repaint_pictures(self) -> None:
-        """The slow clock, for the chart and the heatmaps: they rewrite many coloured cells each
-        time, which is what costs bytes over SSH (see the benchmark's terminal figure)."""
+        """The slow clock, for the chart, the heatmaps and the log: each repaint rewrites the whole
+        pane (a scrolling log included), which is what costs bytes over SSH (see `make bench`)."""
+        if not self.is_running:
+            return
         for pane in (self.query_one(LossChart), self.query_one(ActivationsPane),
-                     self.query_one(ReconstructionsPane)):
+                     self.query_one(ReconstructionsPane), self.query_one(LogPane)):
             pane.refresh_from(self.store)
 
     def _show_notices(self) -> None:
@@ -234,8 +247,21 @@ class NeurotopApp(App[str | None]):
         spec = self._selected_spec()
         if spec is None:
             return
-        base = self.pending.get(spec.name, spec.value)
+        base = self.pending.get(spec.name, self._in_flight(spec.name, spec.value))
         self.request_value(spec.name, step_value(spec, base, direction))
+
+    def _in_flight(self, name: str, acknowledged: Value) -> Value:
+        """What was last sent for ``name`` until the child answers it: presses made before the
+        acknowledgement build on what was asked, not on the older value."""
+        sent = self.sent.get(name)
+        if sent is None:
+            return acknowledged
+        value, at = sent
+        change = self.store.last_change.get(name)
+        if change is not None and change.t >= at:
+            del self.sent[name]
+            return acknowledged
+        return value
 
     def request_value(self, name: str, value: Value) -> None:
         """Queue a change; a burst of key presses sends only its latest value, after a short pause."""
@@ -248,7 +274,8 @@ class NeurotopApp(App[str | None]):
         self._send_timer = None
         pending, self.pending = self.pending, {}
         for name, value in pending.items():
-            self.send(Command(action="set", name=name, value=value, source="ui"))
+            if self.send(Command(action="set", name=name, value=value, source="ui")):
+                self.sent[name] = (value, time.time())
 
     def action_edit_param(self) -> None:
         spec = self._selected_spec()
@@ -316,6 +343,9 @@ class NeurotopApp(App[str | None]):
         names = self.theme_names or [self.theme]
         index = names.index(self.theme) if self.theme in names else -1
         self.theme = names[(index + 1) % len(names)]
+
+    def action_pathways(self) -> None:
+        self.push_screen(PathwaysScreen())
 
     def action_diagnostics(self) -> None:
         self.push_screen(DiagnosticsScreen(self.store, str(self.link.run_dir) if self.link else "", self.link.pid if self.link else None))

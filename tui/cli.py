@@ -19,24 +19,34 @@ DEMO_MODULE = "trainer.demo"
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--runs-dir", help="where runs live (default ./runs, or $NEUROTOP_RUNS)")
-    common.add_argument("--refresh", type=float, default=4.0, help="pane repaints per second (default 4)")
+    common.add_argument("--refresh", type=float, default=4.0,
+                        help="repaints per second of the text panes (default 4)")
+    common.add_argument("--pictures", type=float, default=0.5,
+                        help="repaints per second of the chart, heatmaps and log (default 0.5: they "
+                             "rewrite whole panes, the main cost in bytes over SSH)")
 
     ap = argparse.ArgumentParser(prog="neurotop", description="A top for neural-network training.",
                                  parents=[common])
+    compare_help = "overlay another run (id, unique part of it, name or directory): its loss on the chart, " \
+                   "its neuron health and gradients in the pathways view (v), aligned by step"
+    ap.add_argument("--compare", metavar="RUN", help=compare_help)
     sub = ap.add_subparsers(dest="command")
     demo = sub.add_parser("demo", parents=[common], help="the built-in autoencoder on the digits, live",
                           description="Train the built-in autoencoder under the live TUI. Options after "
                                       "the known ones go to the demo (--epochs, --latent, --lr, --batch-size, --device).")
     demo.add_argument("--headless", action="store_true", help="no UI: run and journal only")
+    demo.add_argument("--compare", metavar="RUN", default=argparse.SUPPRESS, help=compare_help)
     run = sub.add_parser("run", parents=[common], help="supervise any command: neurotop run -- CMD ...")
     run.add_argument("--name", help="the run's name (default: the command's)")
     run.add_argument("--headless", action="store_true", help="no UI: run and journal only")
     run.add_argument("--no-parse", action="store_true", help="do not read metrics from the command's output")
     run.add_argument("--metric-regex", help="read metrics with this regex: named groups are metric names "
                                            "(or name/value pairs), a group named step is the step")
+    run.add_argument("--compare", metavar="RUN", default=argparse.SUPPRESS, help=compare_help)
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
     attach = sub.add_parser("attach", parents=[common], help="reopen a live or finished run (default: newest)")
     attach.add_argument("run", nargs="?", help="run id (or a unique part of it), name, or directory")
+    attach.add_argument("--compare", metavar="RUN", default=argparse.SUPPRESS, help=compare_help)
     sub.add_parser("ls", parents=[common], help="list runs, newest first")
     return ap
 
@@ -48,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     root = journal.runs_root(args.runs_dir)
     if command == "ls":
         return cmd_ls(root)
+    try:
+        args.compare = journal.find_run(root, args.compare) if getattr(args, "compare", None) else None
+    except LookupError as err:
+        print(f"neurotop: --compare: {err}", file=sys.stderr)
+        return 2
     if command == "attach":
         return cmd_attach(root, args)
     if command == "run":
@@ -75,7 +90,7 @@ def launch(root: Path, cmd: list[str], name: str, args: argparse.Namespace,
     from tui.app import NeurotopApp
 
     app = NeurotopApp(lambda store, notify: Link.spawn(cmd, run_dir, store, notify, parser=parser), name=name,
-                      refresh_hz=args.refresh)
+                      refresh_hz=args.refresh, pictures_hz=args.pictures, compare=getattr(args, "compare", None))
     result = app.run()
     return after_ui(app, run_dir, result)
 
@@ -105,13 +120,21 @@ def headless(run_dir: Path, cmd: list[str], name: str, parser: OutputParser | No
           f"attach with: neurotop attach {run_dir.name}{_runs_flag(run_dir)}", flush=True)
     try:
         while not store.finished:
-            time.sleep(min(every, 0.5) if store.step == 0 else every)
+            _wait_unless_finished(store, min(every, 0.5) if store.step == 0 else every)
+            if store.finished:
+                break  # end promptly: the closing line below says how it went
             print(f"{time.strftime('%H:%M:%S')} {store.state} step {store.step:,} "
                   f"{store.steps_per_s:,.0f} it/s" + _last_loss(store), flush=True)
     except KeyboardInterrupt:
         link.stop()
     print(f"run {run_dir.name}: {store.state} ({store.detail or 'ok'}), step {store.step:,}", flush=True)
     return 0 if store.state in ("finished", "stopped") else 1
+
+
+def _wait_unless_finished(store: RunStore, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not store.finished and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _last_loss(store: RunStore) -> str:
@@ -131,7 +154,8 @@ def cmd_attach(root: Path, args: argparse.Namespace) -> int:
     info = journal.RunInfo.load(run_dir) if (run_dir / journal.RUN_JSON).exists() else None
     read_only = info is None or info.effective_state() not in ("running", "paused")
     app = NeurotopApp(lambda store, notify: Link.attach(run_dir, store, notify),
-                      name=info.name if info else run_dir.name, refresh_hz=args.refresh, read_only=read_only)
+                      name=info.name if info else run_dir.name, refresh_hz=args.refresh, pictures_hz=args.pictures, read_only=read_only,
+                      compare=getattr(args, "compare", None))
     return after_ui(app, run_dir, app.run())
 
 

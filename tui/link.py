@@ -28,6 +28,7 @@ from tui.store import RunStore
 
 POLL_INTERVAL = 0.2
 READ_CHUNK = 1 << 20
+MAX_LINE = 4 << 20  # a longer event line is dropped (counted), never buffered whole
 
 
 class LinkClosed(Exception):
@@ -209,26 +210,41 @@ class Link:
         thread.start()
 
     def _ingest_lines(self, lines: list[bytes]) -> None:
-        messages = decode_lines(lines, self.store.counts)
+        self._store_safely(decode_lines(lines, self.store.counts))
+        self.notify()
+
+    def _store_safely(self, messages: list) -> None:
         try:
             self.store.ingest(messages)
         except Exception as err:  # a reader thread must never die: count it, show it, go on
-            with self.store.lock:
-                self.store.counts.malformed += len(messages)
-                self.store.counts.last_error = f"could not store a batch: {err!r}"[:200]
-        self.notify()
+            self._count_malformed(f"could not store a batch: {err!r}", len(messages))
+
+    def _count_malformed(self, why: str, n: int = 1) -> None:
+        with self.store.lock:
+            self.store.counts.malformed += n
+            self.store.counts.last_error = why[:200]
 
     def _read_pipe(self, fd: int) -> None:
         partial = b""
+        skipping = False  # inside a line longer than MAX_LINE: dropped up to its end, never held
         try:
             while True:
                 data = os.read(fd, READ_CHUNK)
                 if not data:
                     break
-                data = partial + _read_waiting(fd, data)
+                data = _read_waiting(fd, data)
+                cut = data.find(b"\n") if skipping else -2
+                if skipping and cut < 0:
+                    continue
+                if skipping:
+                    data, skipping = data[cut + 1 :], False
+                data = partial + data
                 cut = data.rfind(b"\n")
                 if cut < 0:
                     partial = data
+                    if len(partial) > MAX_LINE:
+                        partial, skipping = b"", True
+                        self._count_malformed(f"a line over {MAX_LINE >> 20} MB was dropped")
                     continue
                 partial = data[cut + 1 :]
                 self._ingest_lines(data[:cut].split(b"\n"))
@@ -300,7 +316,7 @@ class Link:
                     step = p.step if p.step is not None else (
                         self._parsed_step if self._parsed_step is not None else p.lineno)
                     metrics.append(Metric(step=step, t=now, values=p.values, epoch=p.epoch))
-            self.store.ingest(metrics)
+            self._store_safely(metrics)
         if lines:
             self.store.add_output(lines)
         self.notify()

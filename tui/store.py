@@ -17,20 +17,31 @@ from trainer.protocol import (
     Activations,
     DecodeCounts,
     Event,
+    Gradients,
+    Health,
     Hello,
+    Latent,
     Message,
     Metric,
     ParamChange,
     ParamSpec,
     Sample,
+    Signal,
     Status,
 )
 from tui.series import Series
 
 NAN = float("nan")
 MAX_EVENTS = 5000
+MAX_SERIES = 256
 MAX_OUTPUT_LINES = 5000
 FINAL_STATES = ("finished", "failed", "stopped", "lost")
+#: Insights (issue 7): columns of history kept per layer (older columns merge in pairs), the
+#: most unit rows and layers a message may make us keep, and the dead-layer alert thresholds.
+HISTORY_COLUMNS = 256
+MAX_UNIT_ROWS = 256
+MAX_INSIGHT_LAYERS = 128
+DEAD_ALERT, DEAD_CLEAR = 0.5, 0.4
 
 
 @dataclass
@@ -81,8 +92,15 @@ class RunStore:
     diverged: Event | None = None  # the guard paused the run: the app offers what to do
     dropped: int = 0  # live messages the child dropped for the pipe while we lagged
     reordered: int = 0  # metric points whose step went backwards (drawn at the latest step)
+    refused_series: int = 0  # metric names past MAX_SERIES, not kept
     last_metric_t: float = 0.0  # the child's clock on the newest metric: how far behind we are
     system: object | None = None  # the latest tui.system.SystemSample
+    # insights (trainer.insights): neuron health per layer, gradient flow, latent, signal
+    health: dict = field(default_factory=dict)  # layer → LayerHealth, in order of arrival
+    dead_layers: set = field(default_factory=set)  # layers past DEAD_ALERT (until DEAD_CLEAR)
+    gradients: "GradientFlow | None" = None
+    latent: Latent | None = None
+    signal: Signal | None = None
     versions: collections.Counter = field(default_factory=collections.Counter)
 
     # -------------------------------------------------------------------------------- ingest
@@ -119,10 +137,23 @@ class RunStore:
                     self._on_event(msg)
                 elif kind is Hello:
                     self._on_hello(msg)
+                elif kind is Health:
+                    self._on_health(msg)
+                elif kind is Gradients:
+                    self._on_gradients(msg)
+                elif kind is Latent:
+                    self.latent = msg
+                    self.versions["latent"] += 1
+                elif kind is Signal:
+                    self.signal = msg
+                    self.versions["signal"] += 1
                 # a Command in a journal is an echo of what was sent: nothing to draw
             for name, (steps, values) in columns.items():
                 series = self.series.get(name)
                 if series is None:
+                    if len(self.series) >= MAX_SERIES:  # memory stays bounded whatever the child sends
+                        self.refused_series += 1
+                        continue
                     series = self.series[name] = Series()
                 series.extend(self._monotone(series, np.asarray(steps, dtype=np.int64)),
                               np.asarray(values, dtype=np.float64))
@@ -189,6 +220,32 @@ class RunStore:
             self.versions["diverged"] += 1
         self.versions["header"] += 1
 
+    def _on_health(self, msg: Health) -> None:
+        layer = self.health.get(msg.layer)
+        if layer is None:
+            if len(self.health) >= MAX_INSIGHT_LAYERS:
+                return
+            layer = self.health[msg.layer] = LayerHealth()
+        layer.add(msg)
+        fraction = msg.dead / msg.units if msg.units > 0 else 0.0
+        if fraction > DEAD_ALERT and msg.layer not in self.dead_layers:
+            self.dead_layers.add(msg.layer)
+            text = f"layer {msg.layer}: {msg.dead:,} of {msg.units:,} units dead ({fraction:.0%})"
+            self.notices.append(Notice(text, "warning"))
+            self.markers.append(Marker(msg.step, "dead", f"{msg.layer} dead"))
+            self.versions["events"] += 1
+        elif fraction <= DEAD_CLEAR and msg.layer in self.dead_layers:
+            self.dead_layers.discard(msg.layer)
+            self.notices.append(Notice(f"layer {msg.layer} recovered: {fraction:.0%} of its units dead"))
+        self.versions["health"] += 1
+
+    def _on_gradients(self, msg: Gradients) -> None:
+        names = msg.layers[:MAX_INSIGHT_LAYERS]
+        if self.gradients is None or self.gradients.layers != names:
+            self.gradients = GradientFlow(names)
+        self.gradients.add(msg)
+        self.versions["gradients"] += 1
+
     # ------------------------------------------------------------------- from the supervisor
     def add_output(self, lines: list[str]) -> None:
         with self.lock:
@@ -221,7 +278,7 @@ class RunStore:
                 if name not in ("lock", "versions", "system"):
                     setattr(self, name, getattr(fresh, name))
             for key in ("metrics", "activations", "samples", "params", "events", "output", "header",
-                        "model", "diverged"):
+                        "model", "diverged", "health", "gradients", "latent", "signal"):
                 self.versions[key] += 1
 
     def take_notices(self) -> list[Notice]:
@@ -250,3 +307,161 @@ def _short(value: object) -> str:
         return f"{value:.3g}"
     return str(value)
 
+
+# ------------------------------------------------------------------------------- insights
+class History:
+    """Vectors over steps, bounded, always covering the whole run: when ``capacity`` columns are
+    full, neighbouring columns merge in pairs and later snapshots are averaged ``stride`` at a
+    time. Memory is capacity × width whatever the run's length. NaN means "no value".
+
+    Adding is cheap (ingest stays fast on a long journal): while ``stride`` is 1 a snapshot is
+    written as its column; after, snapshots wait in a short list and are folded into a running
+    sum a batch at a time."""
+
+    FOLD = 32  # snapshots held before they are folded into the running sum
+
+    def __init__(self, width: int, capacity: int = HISTORY_COLUMNS) -> None:
+        self.width, self.capacity = width, capacity
+        self.steps = np.zeros(capacity, np.int64)
+        self.values = np.full((capacity, width), NAN, np.float32)
+        self.n = 0
+        self.stride = 1
+        self._pending: list = []  # snapshots of the open column not yet folded
+        self._sum = np.zeros(width, np.float64)
+        self._count = np.zeros(width, np.int64)
+        self._taken = 0  # snapshots in the open column
+        self._step = 0
+
+    def add(self, step: int, vector) -> None:
+        if self.stride == 1:
+            self._make_room()
+            k = min(len(vector), self.width)
+            with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, drawn hottest
+                self.values[self.n, :k] = vector[:k]
+            self.steps[self.n] = step
+            self.n += 1
+            return
+        self._pending.append(vector)
+        self._taken += 1
+        self._step = step
+        if self._taken >= self.stride:
+            self._close()
+        elif len(self._pending) >= self.FOLD:
+            self._fold()
+
+    def _fold(self) -> None:
+        if not self._pending:
+            return
+        block = np.full((len(self._pending), self.width), NAN)
+        for i, v in enumerate(self._pending):
+            k = min(len(v), self.width)
+            block[i, :k] = v[:k]
+        ok = np.isfinite(block)
+        self._sum += np.where(ok, block, 0.0).sum(axis=0)
+        self._count += ok.sum(axis=0)
+        self._pending.clear()
+
+    def _open_column(self) -> np.ndarray:
+        self._fold()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self._count > 0, self._sum / np.maximum(self._count, 1), NAN)
+
+    def _make_room(self) -> None:
+        if self.n < self.capacity:
+            return
+        a, b = self.values[0::2], self.values[1::2]
+        with np.errstate(invalid="ignore"):
+            merged = np.where(np.isnan(a), b, np.where(np.isnan(b), a, (a + b) / 2))
+        half = self.capacity // 2
+        self.values[:half] = merged
+        self.values[half:] = NAN
+        self.steps[:half] = self.steps[1::2]
+        self.n = half
+        self.stride *= 2
+
+    def _close(self) -> None:
+        column = self._open_column()
+        self._make_room()
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.values[self.n] = column
+        self.steps[self.n] = self._step
+        self.n += 1
+        self._sum[:] = 0
+        self._count[:] = 0
+        self._taken = 0
+
+    def __len__(self) -> int:
+        return self.n + (1 if self._taken else 0)
+
+    def view(self) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values columns × width), oldest first, the open column included (copies)."""
+        steps, values = self.steps[: self.n].copy(), self.values[: self.n].copy()
+        if self._taken:
+            steps = np.append(steps, self._step)
+            values = np.vstack([values, self._open_column()[None, :]])
+        return steps, values
+
+
+class LayerHealth:
+    """One layer's health over the run: scalars per snapshot (dead and saturated fractions,
+    mean, std, signal) and each unit's (or unit group's) mean activation, both as ``History``;
+    the latest message, whose per-unit means and spreads are decoded when asked for."""
+
+    SCALARS = ("dead", "saturated", "mean", "std", "signal")
+
+    def __init__(self) -> None:
+        self.latest: Health | None = None
+        self.scalars = History(len(self.SCALARS))
+        self.units: History | None = None
+
+    def add(self, msg: Health) -> None:
+        self.latest = msg
+        units = max(msg.units, 1)
+        self.scalars.add(msg.step, (msg.dead / units, msg.saturated / units, msg.mean, msg.std, msg.signal))
+        rows = min(msg.rows, MAX_UNIT_ROWS, len(msg.means))
+        if rows <= 0:
+            return
+        if self.units is None or self.units.width != rows:
+            self.units = History(rows)
+        self.units.add(msg.step, np.frombuffer(msg.means, np.uint8, rows) * msg.mean_scale + msg.mean_lo)
+
+    @property
+    def unit_means(self) -> np.ndarray:
+        msg = self.latest
+        if msg is None:
+            return np.zeros(0)
+        rows = min(msg.rows, MAX_UNIT_ROWS, len(msg.means))
+        return msg.mean_lo + np.frombuffer(msg.means, np.uint8, max(rows, 0)) * msg.mean_scale
+
+    @property
+    def unit_spreads(self) -> np.ndarray:
+        msg = self.latest
+        if msg is None:
+            return np.zeros(0)
+        rows = min(msg.rows, MAX_UNIT_ROWS, len(msg.spreads))
+        return msg.spread_lo + np.frombuffer(msg.spreads, np.uint8, max(rows, 0)) * msg.spread_scale
+
+
+class GradientFlow:
+    """Gradient norm and update-to-weight ratio per layer over the run (``History`` each)."""
+
+    def __init__(self, layers: list[str]) -> None:
+        self.layers = list(layers)
+        self.grad_norm = History(len(layers))
+        self.update_ratio = History(len(layers))
+        self.latest: Gradients | None = None
+
+    def add(self, msg: Gradients) -> None:
+        self.latest = msg
+        n = len(self.layers)
+        self.grad_norm.add(msg.step, _float_list(msg.grad_norm, n))
+        if msg.update_ratio:
+            self.update_ratio.add(msg.step, _float_list(msg.update_ratio, n))
+
+
+def _float_list(values: list, n: int) -> np.ndarray:
+    out = np.full(n, NAN)
+    for i, v in enumerate(values[:n]):
+        if v is not None:
+            out[i] = v
+    return out

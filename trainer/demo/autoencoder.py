@@ -14,6 +14,7 @@ import sys
 import torch
 from torch import nn
 
+from trainer.insights import InsightProbe
 from trainer.monitor import Monitor
 from trainer.params import Param
 from trainer.probes import ActivationProbe, Cadence, image_sample
@@ -69,6 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="do not pause when the loss turns NaN or spikes (it is still flagged)")
     ap.add_argument("--checkpoint-every", type=int, default=1000,
                     help="steps between rolling 'last-good' checkpoints (what a roll-back returns to)")
+    ap.add_argument("--insight-every", type=int, default=200,
+                    help="neuron health, signal and gradient-flow cadence in steps (0: off)")
+    ap.add_argument("--latent-every", type=int, default=1000, help="latent-space projection cadence in steps (0: off)")
+    ap.add_argument("--broken", action="store_true",
+                    help="a deliberately broken model: most units of the first hidden layer start dead "
+                         "(bias -10), for finding the dead layer in the pathways view (v)")
     return ap.parse_args(argv)
 
 
@@ -82,8 +89,10 @@ def train(args: argparse.Namespace) -> Monitor:
     torch.manual_seed(args.seed)
     torch.set_num_threads(max(1, args.threads))
     device = pick_device(args.device)
-    x_train, _, x_val, _ = (t.to(device) for t in load_digits_split(args.seed))
+    x_train, _, x_val, y_val = (t.to(device) for t in load_digits_split(args.seed))
     model = Autoencoder(64, args.hidden, args.latent).to(device)
+    if args.broken:
+        break_model(model)
     holder: dict[str, torch.optim.Optimizer] = {}
 
     def make_optimizer(kind: str, old: str | None = None) -> None:
@@ -103,6 +112,10 @@ def train(args: argparse.Namespace) -> Monitor:
     mon = holder["mon"] = Monitor(model, params, optimizer=holder["opt"], name=args.name, device=str(device),
                                   enabled=not args.no_monitor, guard=not args.no_guard)
     probe = ActivationProbe(mon, model, inputs=x_val, every=args.probe_every, samples=32)
+    every = args.insight_every or None
+    insights = InsightProbe(mon, model, inputs=x_val, labels=y_val, every=every, grad_every=every,
+                            latent=model.encode if args.latent_every else False,
+                            latent_every=args.latent_every or None)
     shown = x_val[:8]
     pictures = Cadence(steps=args.probe_every * 4)
     loss_fn = nn.MSELoss()
@@ -124,8 +137,10 @@ def train(args: argparse.Namespace) -> Monitor:
                 loss = loss_fn(model(noisy), batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                opt.step()
                 step = mon.step_count
+                insights.before_step(step)
+                opt.step()
+                insights.after_step(step)
                 loss_value = loss.item()
                 mon.log(loss=loss_value)
                 if args.checkpoint_every and step % args.checkpoint_every == 0 and math.isfinite(loss_value):
@@ -137,11 +152,21 @@ def train(args: argparse.Namespace) -> Monitor:
                     if step % (args.val_every * 20) == 0:
                         print(f"step {step} epoch {epoch} loss {loss.item():.5f} val_loss {val_loss:.5f}", flush=True)
                 probe.maybe(step)
+                insights.maybe(step)
                 if mon.enabled and pictures.due(step):
                     with torch.no_grad():
                         mon.emit(image_sample(step, "inputs", shown))
                         mon.emit(image_sample(step, "outputs", model(shown)))
         return _finish(mon)
+
+
+def break_model(model: Autoencoder, fraction: float = 0.75) -> None:
+    """``--broken``: a bias of -10 on most units of the first hidden layer. Their inputs are in
+    [0, 1] and their weights small, so the ReLU after them never fires, passes no gradient back,
+    and the units stay dead for good: the loss plateaus high and the pathways view shows why."""
+    first = model.encoder[0]
+    with torch.no_grad():
+        first.bias[: int(first.out_features * fraction)] = -10.0
 
 
 def _finish(mon: Monitor) -> Monitor:

@@ -13,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tui.store import RunStore
+from tui.store import MAX_SERIES, RunStore
 
 
 def describe_diagnostics(store: RunStore, run_dir: str, pid: int | None) -> str:
@@ -33,6 +33,7 @@ def describe_diagnostics(store: RunStore, run_dir: str, pid: int | None) -> str:
             ("dropped for the pipe", f"{store.dropped:,}  (the journal has them all)"),
             ("series", f"{len(store.series)}  holding {points:,} points in {series_bytes / 1e6:.1f} MB"),
             ("non-finite values", f"{nonfinite:,}"),
+            ("series not kept", f"{store.refused_series:,}  (past the limit of {MAX_SERIES} names)"),
             ("steps out of order", f"{store.reordered:,}  (drawn at the latest step)"),
             ("output lines", f"{store.output_total:,} (last {len(store.output):,} kept)"),
             ("events", f"{len(store.events):,}"),

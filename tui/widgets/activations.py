@@ -14,7 +14,7 @@ from textual.markup import escape
 
 from trainer.protocol import Activations
 from tui.store import RunStore
-from tui.widgets.heatmap import Heatmap
+from tui.widgets.heatmap import Heatmap, shaped_cells
 
 
 def dead_units(msg: Activations, cells: np.ndarray) -> int:
@@ -26,11 +26,7 @@ def dead_units(msg: Activations, cells: np.ndarray) -> int:
 
 def decode_cells(msg: Activations) -> np.ndarray:
     """The snapshot as rows (units) × cols (samples) of uint8; a short message pads with 0."""
-    need = msg.rows * msg.cols
-    cells = np.frombuffer(msg.cells, np.uint8)[:need]
-    if cells.size < need:  # a malformed snapshot should look wrong, not crash the app
-        cells = np.concatenate([cells, np.zeros(need - cells.size, np.uint8)])
-    return cells.reshape(msg.rows, msg.cols)
+    return shaped_cells(msg.cells, msg.rows, msg.cols)
 
 
 class ActivationsPane(Vertical):

@@ -104,6 +104,22 @@ def _ramp(cold: str, mid: str, hot: str) -> Ramp:
     return Ramp(cold, mid, hot)
 
 
+def shaped_cells(data: bytes, *shape: int) -> np.ndarray:
+    """Quantized cells in ``shape``; a snapshot whose bytes do not match its shape (only a
+    hand-built one: decoding refuses them) is drawn as all zeros of that shape when small,
+    and as nothing when it claims more than it could ever carry."""
+    shape = tuple(max(0, int(n)) for n in shape)
+    need = int(np.prod(shape))
+    cells = np.frombuffer(data, np.uint8)
+    if cells.size == need:
+        return cells.reshape(shape)
+    if need > 4 * max(cells.size, 1 << 16):
+        return np.zeros(tuple(0 for _ in shape), np.uint8)
+    out = np.zeros(need, np.uint8)
+    out[: min(need, cells.size)] = cells[:need]
+    return out.reshape(shape)
+
+
 #: 0..255 onto 32 evenly spaced levels that keep both ends (0 stays coldest, 255 hottest).
 _LEVELS = np.round(np.round(np.arange(256) * 31 / 255) * 255 / 31).astype(np.int32)
 

@@ -39,6 +39,9 @@ class LossChart(PlotextPlot):
         self._seen: tuple | None = None
         self._cached: Text | None = None
         self._cache_key: tuple | None = None
+        self._last_draw: tuple | None = None
+        self._store: RunStore | None = None
+        self.compare: RunStore | None = None  # another run, drawn dimmed beside this one (--compare)
 
     @property
     def smoothing(self) -> float:
@@ -87,9 +90,17 @@ class LossChart(PlotextPlot):
         return right - self.span, right
 
     # ------------------------------------------------------------------------------ drawing
+    def on_resize(self) -> None:
+        """Decimate again for the new width at once, rather than stretch the old points."""
+        if self._store is not None:
+            self.refresh_from(self._store)
+
     def refresh_from(self, store: RunStore) -> None:
         """Rebuild the plot when the data, the view or the size changed; else do nothing."""
-        key = (store.versions["metrics"], store.versions["events"], self.size, self.app.theme)
+        self._store = store
+        other = self.compare
+        key = (store.versions["metrics"], store.versions["events"], self.size, self.app.theme,
+               None if other is None else (id(other), other.versions["metrics"]))
         if key == self._seen:
             return
         self._seen = key
@@ -99,20 +110,35 @@ class LossChart(PlotextPlot):
             names = series_order(list(store.series))
             views = {n: store.series[n].view(lo, hi, columns, smoothing=self.smoothing) for n in names}
             markers = [m for m in store.markers if (lo is None or m.step >= lo) and (hi is None or m.step <= hi)]
-        self._draw(views, markers[-20:])
+        compared = {}
+        if other is not None:  # the same series of the compared run, in the same window of steps
+            with other.lock:
+                compared = {n: other.series[n].view(lo, hi, columns, smoothing=self.smoothing)
+                            for n in names if n in other.series and len(other.series[n])}
+        self._last_draw = (views, markers[-20:], compared)
+        self._draw(*self._last_draw)
         follow = "following" if self.right is None else "panned"
         zoom = "whole run" if self.span is None else f"{self.span:,} steps"
         self.border_subtitle = f"{zoom} · {follow} · smooth {self.smoothing:g}{' · log y' if self.log_y else ''}"
         self._cached = None
         self.refresh()
 
-    def _draw(self, views: dict, markers: list) -> None:
+    def _draw(self, views: dict, markers: list, compared: dict | None = None) -> None:
         plt = self.plt
         plt.clear_data()
         variables = self.app.theme_variables
         background = variables.get("surface", "#000000")
         plt.xlabel("step")
         plt.yscale("log" if self.log_y else "linear")
+        for i, (name, view) in enumerate(views.items()):  # the compared run first: this one on top
+            other = (compared or {}).get(name)
+            if other is not None:
+                faint = _blend(variables.get(f"series-{i + 1}", "#4EA8DE"), background, 0.7)
+                values = other.smooth if self.smoothing > 0 else other.last
+                good = np.isfinite(values) & ((values > 0) if self.log_y else True)
+                if good.any():
+                    plt.plot(other.steps[good].tolist(), values[good].tolist(), color=faint, marker="braille",
+                             label=f"≈{name}")
         for i, (name, view) in enumerate(views.items()):
             colour_name = variables.get(f"series-{i + 1}", "#4EA8DE")
             colour = _rgb(colour_name)
@@ -123,19 +149,18 @@ class LossChart(PlotextPlot):
             if not ok.any():
                 continue
             steps = view.steps[ok]
+            # The envelope is each bucket's min and max as points, not a zigzag line: plotext fills
+            # every segment of a line point by point, which cost ~0.8 s a frame on a noisy series.
             xs = np.repeat(steps, 2).tolist()
             ys = np.column_stack([view.lo[ok], view.hi[ok]]).ravel().tolist()
-            smooth = view.smooth[ok]
-            if self.smoothing > 0:
-                plt.plot(xs, ys, color=dim, marker="braille")
-                good = np.isfinite(smooth)
-                plt.plot(steps[good].tolist(), smooth[good].tolist(), color=colour, marker="braille", label=name)
-            else:
-                plt.plot(xs, ys, color=colour, marker="braille", label=name)
+            plt.scatter(xs, ys, color=dim, marker="braille")
+            line = view.smooth[ok] if self.smoothing > 0 else view.mean[ok]
+            good = np.isfinite(line)
+            plt.plot(steps[good].tolist(), line[good].tolist(), color=colour, marker="braille", label=name)
         accent = _rgb(variables.get("accent", "#F4A259"))
         for marker in markers:
             plt.vline(marker.step, accent)
-        steps = [v.steps for v in views.values() if len(v)]
+        steps = [v.steps for v in [*views.values(), *(compared or {}).values()] if len(v)]
         if steps:
             lo, hi = min(int(s[0]) for s in steps), max(int(s[-1]) for s in steps)
             ticks = sorted({int(round(lo + (hi - lo) * k / 4)) for k in range(5)})
@@ -144,7 +169,13 @@ class LossChart(PlotextPlot):
     def render(self):
         key = (self.size, self.app.theme, self._seen)
         if self._cached is None or key != self._cache_key:
-            self._cached = super().render()
+            if self._cache_key is not None and self._last_draw is not None:
+                self._draw(*self._last_draw)  # plotext transforms its data in place (log y): start afresh
+            try:
+                self._cached = super().render()
+            except (ArithmeticError, ValueError, IndexError, TypeError) as err:  # plotext on what it cannot scale
+                self._cached = Text(f"the chart cannot draw these values ({err}); press l or z to change the view",
+                                    style="dim")
             self._cache_key = key
         return self._cached
 

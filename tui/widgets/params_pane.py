@@ -60,7 +60,7 @@ class ParamsPane(Static):
                         note = f"[dim]@ {change.step:,}[/dim]"
                     else:
                         note = f"[$error]refused {escape(compact(change.new))}: {escape(change.reason)}[/]"
-                line = f"{cursor} {name:<{width}}  [b]{escape(value):>9}[/b]  {note}"
+                line = f"{cursor} {escape(name):<{width}}  [b]{escape(value):>9}[/b]  {note}"
                 lines.append(line)
             spec = store.params[self.names[self.selected]]
             bounds = spec.choices and " | ".join(spec.choices) or (

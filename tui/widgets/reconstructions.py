@@ -14,7 +14,7 @@ from textual.strip import Strip
 
 from trainer.protocol import Sample
 from tui.store import RunStore
-from tui.widgets.heatmap import NONE, GridView, Ramp, grid_strips
+from tui.widgets.heatmap import NONE, GridView, Ramp, grid_strips, shaped_cells
 
 #: Labels for the sample sets the probes send; any other set is labelled by its name.
 LABELS = {"inputs": "in", "outputs": "out"}
@@ -25,11 +25,7 @@ MAX_ZOOM = 3
 
 def decode_images(msg: Sample) -> np.ndarray:
     """``count`` × height × width uint8; a short message pads with 0 rather than crash."""
-    need = msg.count * msg.height * msg.width
-    cells = np.frombuffer(msg.cells, np.uint8)[:need]
-    if cells.size < need:
-        cells = np.concatenate([cells, np.zeros(need - cells.size, np.uint8)])
-    return cells.reshape(msg.count, msg.height, msg.width)
+    return shaped_cells(msg.cells, msg.count, msg.height, msg.width)
 
 
 def tile(images: np.ndarray, count: int, zoom: int, gap: int = GAP) -> np.ndarray:

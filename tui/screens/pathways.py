@@ -1,0 +1,199 @@
+"""`v`: the pathways screen — what the network learned, beside the loss.
+
+Neuron health per layer over the run, gradient flow, one layer's units over time, the latent
+space, the chain of layers with the signal on each edge, and the notes timeline. Every pane
+repaints from the same ``RunStore`` as the dashboard, on a timer, and only when its part of the
+store moved. ``o`` picks another run to compare with (its loss is drawn dimmed on the dashboard's
+chart, its health and gradients under this run's, aligned by step); ``--compare RUN`` does the
+same from the command line. Esc or `v` goes back.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, OptionList, Static
+from textual.widgets.option_list import Option
+
+from trainer import journal
+from tui.link import Link
+from tui.store import RunStore
+from tui.widgets.gradients import GradientsPane
+from tui.widgets.health import HealthPane, UnitHistoryPane
+from tui.widgets.latent import LatentPlot
+from tui.widgets.notes import NotesPane
+from tui.widgets.pathway import PathwayPane
+
+#: What the `o` picker offers: the newest runs first.
+MAX_RUNS_LISTED = 50
+
+
+def attach_compare(app, run_dir: Path | None) -> RunStore | None:
+    """Load another run's journal into a second, read-only ``RunStore`` (a background thread
+    follows it, as ``neurotop attach`` does) and hand it to the panes that overlay it: the loss
+    chart on the dashboard and the health and gradient panes here. ``None`` stops comparing."""
+    old = getattr(app, "compare_link", None)
+    if old is not None:
+        old.detach()
+    store = link = None
+    if run_dir is not None:
+        info = None
+        try:
+            info = journal.RunInfo.load(run_dir)
+        except (OSError, ValueError, TypeError):
+            pass
+        store = RunStore(name=info.name if info else run_dir.name, read_only=True)
+        link = Link.attach(Path(run_dir), store, lambda: None)
+    app.compare_store, app.compare_link, app.compare_dir = store, link, run_dir
+    try:
+        from tui.widgets.loss_chart import LossChart
+
+        chart = app.query_one(LossChart)
+        chart.compare = store
+        chart._seen = None
+    except NoMatches:  # no dashboard: the pathways panes still compare
+        pass
+    return store
+
+
+class RunPicker(ModalScreen[Path | str | None]):
+    """Pick a run to compare with (Enter), or stop comparing; Esc cancels."""
+
+    BINDINGS = [Binding("escape,o", "dismiss(None)", "Cancel", id="picker.cancel")]
+
+    def __init__(self, runs: list[tuple[Path, journal.RunInfo]], comparing: bool) -> None:
+        super().__init__()
+        self.runs, self.comparing = runs, comparing
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="picker-dialog"):
+            yield Static("[b]Compare with another run[/b]  [dim]Enter picks, Esc cancels[/dim]")
+            options = [Option("(stop comparing)", id="none")] if self.comparing else []
+            for run_dir, info in self.runs:
+                started = time.strftime("%m-%d %H:%M", time.localtime(info.started))
+                label = (f"{info.name[:24]:<24} {info.effective_state():<9} {info.step:>9,}  {started}  "
+                         f"{run_dir.name[-10:]}")
+                options.append(Option(escape(label), id=str(run_dir)))
+            if not options:
+                options.append(Option("no other runs here", id="empty", disabled=True))
+            yield OptionList(*options, id="picker-list")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        choice = event.option.id
+        self.dismiss("none" if choice == "none" else Path(choice) if choice not in (None, "empty") else None)
+
+
+class PathwaysScreen(Screen):
+    BINDINGS = [
+        Binding("escape,v", "back", "Back", id="pathways.back"),
+        Binding("left_square_bracket", "layer(-1)", "Layer", id="pathways.previous", key_display="[ ]"),
+        Binding("right_square_bracket", "layer(1)", "Next layer", id="pathways.next", show=False),
+        Binding("s", "sort", "Sort units", id="pathways.sort"),
+        Binding("m", "metric", "Health", id="pathways.metric"),
+        Binding("u", "measure", "Grad/update", id="pathways.measure"),
+        Binding("o", "compare", "Compare", id="pathways.compare"),
+        Binding("n", "app.note", "Note", id="pathways.note"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="pw-header")
+        with Horizontal(id="pw-main"):
+            with Vertical(id="pw-left"):
+                yield HealthPane(id="pw-health")
+                yield GradientsPane(id="pw-gradients")
+                yield UnitHistoryPane(id="pw-history")
+            with Vertical(id="pw-right"):
+                yield LatentPlot(id="pw-latent")
+                yield PathwayPane(id="pw-pathway")
+                yield NotesPane(id="pw-notes")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        app = self.app
+        self.set_interval(1 / getattr(app, "refresh_hz", 4.0), self.repaint_text)
+        self.set_interval(1 / getattr(app, "pictures_hz", 1.0), self.repaint_pictures)
+        self.call_after_refresh(self.repaint_all)
+
+    # ---------------------------------------------------------------------------- painting
+    @property
+    def store(self) -> RunStore:
+        return self.app.store
+
+    @property
+    def compare(self) -> RunStore | None:
+        return getattr(self.app, "compare_store", None)
+
+    def repaint_all(self) -> None:
+        self.repaint_text()
+        self.repaint_pictures()
+
+    def repaint_text(self) -> None:
+        store, compare = self.store, self.compare
+        self.query_one(NotesPane).refresh_from(store)
+        self.query_one(PathwayPane).refresh_from(store)
+        with store.lock:
+            dead = sorted(store.dead_layers)
+            parts = [f"[b]neurotop[/b] › pathways  {escape(store.name or '…')}", f"step {store.step:,}",
+                     f"{store.state}"]
+        if dead:
+            parts.append(f"[$error]⚠ dead: {escape(', '.join(dead))}[/]")
+        if compare is not None:
+            parts.append(f"[dim]≈ compared: {escape(compare.name)} (step {compare.step:,})[/dim]")
+        self.query_one("#pw-header", Static).update("  ".join(parts))
+
+    def repaint_pictures(self) -> None:
+        store, compare = self.store, self.compare
+        for pane in (self.query_one(HealthPane), self.query_one(GradientsPane), self.query_one(UnitHistoryPane),
+                     self.query_one(LatentPlot)):
+            pane.refresh_from(store, compare)
+
+    # ------------------------------------------------------------------------------ actions
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_layer(self, delta: int) -> None:
+        pane = self.query_one(UnitHistoryPane)
+        if pane.step_layer(self.store, delta) is None:
+            self.notify("no layer has reported its health yet", severity="warning", timeout=3)
+
+    def action_sort(self) -> None:
+        pane = self.query_one(UnitHistoryPane)
+        self.notify(f"units sorted by {pane.cycle_sort()}", timeout=2)
+        pane.refresh_from(self.store)
+
+    def action_metric(self) -> None:
+        pane = self.query_one(HealthPane)
+        self.notify(f"health coloured by {pane.cycle_metric()}", timeout=2)
+        pane.refresh_from(self.store, self.compare)
+
+    def action_measure(self) -> None:
+        pane = self.query_one(GradientsPane)
+        self.notify(f"gradient flow: {pane.cycle_measure()}", timeout=2)
+        pane.refresh_from(self.store, self.compare)
+
+    def action_compare(self) -> None:
+        app = self.app
+        link = getattr(app, "link", None)
+        root = link.run_dir.parent if link is not None else journal.runs_root(None)
+        own = link.run_dir.resolve() if link is not None else None
+        runs = [(d, info) for d, info in journal.list_runs(root) if d.resolve() != own][:MAX_RUNS_LISTED]
+
+        def chosen(choice: Path | str | None) -> None:
+            if choice is None:
+                return
+            if choice == "none":
+                attach_compare(app, None)
+                self.notify("no longer comparing", timeout=2)
+            else:
+                store = attach_compare(app, choice)
+                self.notify(f"comparing with {store.name if store else choice}", timeout=3)
+            self.repaint_all()
+
+        app.push_screen(RunPicker(runs, comparing=self.compare is not None), chosen)
