@@ -326,10 +326,6 @@ async def test_a_100mb_line_is_dropped_without_buffering_it(runs):
         assert healthy(app)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "trainer/journal.py JournalReader.read_lines keeps an unfinished line without bound "
-    "(`data = self._partial + data`): attaching to a journal with a 100 MB line holds it whole, twice "
-    "while it grows (the pipe reader in tui/link.py now drops lines over MAX_LINE; this one does not)"))
 def test_a_100mb_line_in_a_journal_is_dropped_on_attach(runs):
     from tests.journals import demo_messages, write_run
 

@@ -23,6 +23,7 @@ RUN_JSON = "run.json"
 SOCKET = "control.sock"
 ENV_RUNS = "NEUROTOP_RUNS"
 
+MAX_LINE = 4 << 20
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -180,6 +181,8 @@ class JournalReader:
         self.path = path
         self._f = open(path, "rb")
         self._partial = b""
+        self._skipping = False  # inside a line longer than MAX_LINE: dropped to its end
+        self.skipped = 0  # such lines, for the reader's counts
         self._chunk = chunk
         self.offset = 0
 
@@ -189,10 +192,18 @@ class JournalReader:
         if not data:
             return []
         self.offset += len(data)
+        if self._skipping:
+            end = data.find(b"\n")
+            if end < 0:
+                return []
+            data, self._skipping = data[end + 1 :], False
         data = self._partial + data
         cut = data.rfind(b"\n")
         if cut < 0:
             self._partial = data
+            if len(data) > MAX_LINE:  # no event line is this long: drop it, never hold it whole
+                self._partial, self._skipping = b"", True
+                self.skipped += 1
             return []
         self._partial = data[cut + 1 :]
         return data[:cut].split(b"\n")

@@ -503,8 +503,8 @@ class Monitor:
                     print(f"neurotop: cannot write the journal ({err}); training goes on, retrying",
                           file=sys.stderr, flush=True)
                 self.journal_error = str(err)
-                if len(buf) > 256 << 20:  # bounded: past this, the oldest live metrics go
-                    del buf[: len(buf) // 2]
+                if len(buf) > 256 << 20:  # bounded: past this the oldest half goes, whole lines only
+                    del buf[: buf.find(b"\n", len(buf) // 2) + 1]
                 return
             del buf[:written]
         if self.journal_error:

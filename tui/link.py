@@ -28,7 +28,7 @@ from tui.store import RunStore
 
 POLL_INTERVAL = 0.2
 READ_CHUNK = 1 << 20
-MAX_LINE = 4 << 20  # a longer event line is dropped (counted), never buffered whole
+MAX_LINE = journal.MAX_LINE  # a longer event line is dropped (counted), never buffered whole
 
 
 class LinkClosed(Exception):
@@ -261,9 +261,13 @@ class Link:
         while not path.exists() and not self._closing.is_set():
             time.sleep(POLL_INTERVAL)
         reader = journal.JournalReader(path)
+        skipped = 0
         try:
             while not self._closing.is_set():
                 lines = reader.read_lines(READ_CHUNK * 8)
+                if reader.skipped > skipped:
+                    self._count_malformed(f"a line over {MAX_LINE >> 20} MB was dropped", reader.skipped - skipped)
+                    skipped = reader.skipped
                 if lines:
                     self._ingest_lines(lines)
                     continue
