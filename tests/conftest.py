@@ -1,5 +1,6 @@
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,24 @@ def no_orphans():
             child.kill()
         except psutil.Error:
             pass
+
+
+def wait_for(predicate, timeout=60.0, every=0.05):
+    """Poll until ``predicate()`` is truthy (and return it); a generous bound guards against hangs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
+
+
+async def until(pilot, predicate, timeout=60.0):
+    """The same inside a Pilot test: the app keeps running while we wait."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("timed out waiting for the app")

@@ -1,10 +1,9 @@
 """The real app, driven by Pilot, against real child processes (the scripted one: fast, no torch)."""
 
-import time
 
 import pytest
 
-from tests.conftest import scripted
+from tests.conftest import scripted, until
 from trainer import journal
 from trainer.protocol import Command, Event
 from tui.app import NeurotopApp
@@ -21,13 +20,6 @@ def spawning_app(runs, *args, name="scripted", **kw):
     return app, run_dir
 
 
-async def until(pilot, predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("timed out waiting for the app")
 
 
 async def test_panes_fill_and_keys_reach_the_child(runs):

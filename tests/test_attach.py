@@ -16,8 +16,9 @@ import time
 import pytest
 
 from tests.conftest import SCRIPTED
-from tests.test_app import until
-from tests.test_monitor import last_step, read_journal, wait_for
+from tests.conftest import until
+from tests.conftest import wait_for
+from tests.test_monitor import last_step, read_journal
 from trainer import journal
 from trainer.protocol import Command, ParamChange
 from tui.app import NeurotopApp

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tests.conftest import wait_for
 from trainer import journal
 from trainer.protocol import Command, Event, ParamChange
 from tui.link import Link
@@ -19,14 +20,6 @@ pytest.importorskip("sklearn")
 pytestmark = pytest.mark.slow
 
 
-def wait_for(predicate, timeout=60.0, every=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
 
 
 def module_argv(name, *args):

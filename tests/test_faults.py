@@ -30,9 +30,10 @@ import pytest
 from textual.geometry import Size
 from textual.widgets import Footer
 
-from tests.conftest import ROOT, scripted
+from tests.conftest import ROOT, scripted, until
 from tests.test_fuzz import corpus_params
-from tests.test_monitor import only_run, read_journal, wait_for
+from tests.conftest import wait_for
+from tests.test_monitor import only_run, read_journal
 from trainer import Monitor, journal
 from trainer.protocol import Command, DecodeCounts, Event, Metric, ParamChange, Status, decode_lines, encode
 from tui.app import NeurotopApp
@@ -80,17 +81,6 @@ def healthy(app: NeurotopApp) -> bool:
     return app.is_running and app._exception is None
 
 
-async def until(pilot, predicate, timeout: float = 60.0) -> None:
-    """Wait for ``predicate``; a hang guard only. Stops at once if the app died."""
-    app = pilot.app
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if app._exception is not None:
-            raise AssertionError(f"the app died: {app._exception!r}") from app._exception
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("timed out waiting for the app")
 
 
 def done_seen(store) -> bool:

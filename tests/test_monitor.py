@@ -7,7 +7,7 @@ import subprocess
 import time
 
 
-from tests.conftest import scripted
+from tests.conftest import scripted, wait_for
 from trainer import Monitor, Param, journal
 from trainer.protocol import Command, DecodeCounts, Metric, ParamChange, Status, Event, decode_lines, encode
 
@@ -17,14 +17,6 @@ def read_journal(run_dir):
     return decode_lines((run_dir / journal.JOURNAL).read_bytes().split(b"\n"), counts), counts
 
 
-def wait_for(predicate, timeout=60.0, every=0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
 
 
 def only_run(root):

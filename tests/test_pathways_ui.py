@@ -5,7 +5,7 @@ import numpy as np
 
 from tests.conftest import scripted
 from tests.journals import T0, demo_messages, write_run
-from tests.test_app import until
+from tests.conftest import until
 from trainer import journal
 from trainer.protocol import Event, Gradients, Health, Latent, LayerInfo, Signal
 from tui.app import NeurotopApp

@@ -5,11 +5,10 @@ says the run declared no parameters. Also the CLI itself, headless, as a subproc
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, until
 from trainer import journal
 from tui import cli
 from tui.app import NeurotopApp
@@ -27,13 +26,6 @@ PLAIN = [sys.executable, "-m", "trainer.examples.plain_print", "--epochs", "2", 
 FIRST_LINE = "Train Epoch: 1 [0/1437 (0%)]\tLoss: "
 
 
-async def until(pilot, predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("timed out waiting for the app")
 
 
 def run_app(runs, parser, argv=PLAIN):
