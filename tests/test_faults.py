@@ -490,7 +490,8 @@ class FlakyOS:
     """``os`` for trainer.monitor, whose ``write`` to one fd writes part of a buffer and then fails
     with ENOSPC while ``full`` is set, as a filling disk does."""
 
-    def __init__(self) -> None:
+    def __init__(self, code: int = errno.ENOSPC) -> None:
+        self.code = code
         self.fd: int | None = None
         self.full = False
         self.refused = 0
@@ -505,7 +506,7 @@ class FlakyOS:
                 self._partial_done = True
                 return os.write(fd, bytes(data[: len(data) // 2 + 1]))  # a line cut in two
             self.refused += 1
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise OSError(self.code, os.strerror(self.code))
         return os.write(fd, data)
 
 
@@ -520,10 +521,14 @@ def check_journal(run_dir: Path, last_step: int) -> list:
     return msgs
 
 
-def test_a_full_disk_costs_no_step_and_tears_no_line(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES, errno.EROFS],
+                         ids=["disk-full", "made-unwritable", "read-only-remount"])
+def test_a_full_disk_costs_no_step_and_tears_no_line(tmp_path, monkeypatch, capsys, code):
+    """As root, permission bits do not stop writes: an unwritable run directory is provoked at the
+    write itself (EACCES, EROFS), the same way the filling disk is."""
     import trainer.monitor as monitor_module
 
-    flaky = FlakyOS()
+    flaky = FlakyOS(code)
     monkeypatch.setattr(monitor_module, "os", flaky)
     mon = Monitor(run_dir=tmp_path / "run", name="full")
     flaky.fd = mon._journal_fd
@@ -541,7 +546,7 @@ def test_a_full_disk_costs_no_step_and_tears_no_line(tmp_path, monkeypatch, caps
             flaky.full = False
     mon.close()
     err = capsys.readouterr().err
-    assert err.count("cannot write the journal") == 1 and "No space left on device" in err
+    assert err.count("cannot write the journal") == 1 and os.strerror(code) in err
     assert "journal writable again" in err
     check_journal(tmp_path / "run", 600)
 
