@@ -423,23 +423,17 @@ class LayerHealth:
             return
         if self.units is None or self.units.width != rows:
             self.units = History(rows)
-        self.units.add(msg.step, np.frombuffer(msg.means, np.uint8, rows) * msg.mean_scale + msg.mean_lo)
+        self.units.add(msg.step, _unit_values(msg.means, msg.rows, msg.mean_lo, msg.mean_scale))
 
     @property
     def unit_means(self) -> np.ndarray:
         msg = self.latest
-        if msg is None:
-            return np.zeros(0)
-        rows = min(msg.rows, MAX_UNIT_ROWS, len(msg.means))
-        return msg.mean_lo + np.frombuffer(msg.means, np.uint8, max(rows, 0)) * msg.mean_scale
+        return np.zeros(0) if msg is None else _unit_values(msg.means, msg.rows, msg.mean_lo, msg.mean_scale)
 
     @property
     def unit_spreads(self) -> np.ndarray:
         msg = self.latest
-        if msg is None:
-            return np.zeros(0)
-        rows = min(msg.rows, MAX_UNIT_ROWS, len(msg.spreads))
-        return msg.spread_lo + np.frombuffer(msg.spreads, np.uint8, max(rows, 0)) * msg.spread_scale
+        return np.zeros(0) if msg is None else _unit_values(msg.spreads, msg.rows, msg.spread_lo, msg.spread_scale)
 
 
 class GradientFlow:
@@ -465,3 +459,9 @@ def _float_list(values: list, n: int) -> np.ndarray:
         if v is not None:
             out[i] = v
     return out
+
+
+def _unit_values(cells: bytes, rows: int, lo: float, scale: float) -> np.ndarray:
+    """Per-unit values of a Health message: at most ``MAX_UNIT_ROWS``, never more than it carries."""
+    rows = max(0, min(rows, MAX_UNIT_ROWS, len(cells)))
+    return lo + np.frombuffer(cells, np.uint8, rows) * scale

@@ -53,6 +53,13 @@ class Bridge:
             self.probe = ActivationProbe(self.monitor, model, layers, every=every, seconds=self.probe_seconds)
         return self.monitor
 
+    @property
+    def params(self) -> dict[str, Any]:
+        """The declared parameters' current values (their defaults before the run starts)."""
+        if self.monitor is not None:
+            return self.monitor.params
+        return {k: p.default for k, p in self.declared.items()}
+
     def close(self, state: str | None = None, exit_code: int | None = None, detail: str = "") -> None:
         if self.monitor is not None:
             self._open = False

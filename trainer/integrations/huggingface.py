@@ -66,8 +66,8 @@ class NeurotopCallback(TrainerCallback):
 
     @property
     def params(self) -> dict[str, Any]:
-        mon = self.bridge.monitor
-        return mon.params if mon is not None else {k: p.default for k, p in self.bridge.declared.items()}
+        """The declared parameters' current values (defaults before the fit starts)."""
+        return self.bridge.params
 
     # ---------------------------------------------------------------------------------- hooks
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):

@@ -67,8 +67,7 @@ class NeurotopCallback(Callback):
     @property
     def params(self) -> dict[str, Any]:
         """The declared parameters' current values (defaults before the fit starts)."""
-        mon = self.bridge.monitor
-        return mon.params if mon is not None else {k: p.default for k, p in self.bridge.declared.items()}
+        return self.bridge.params
 
     # ---------------------------------------------------------------------------------- hooks
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
