@@ -11,7 +11,8 @@ $(BIN)/neurotop: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, so nothing later pulls a multi-GB CUDA build; on a GPU box set TORCH=torch
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[demo,test]"
+	# PYTHONWARNINGS: setuptools prints an informational notice for every editable install
+	PYTHONWARNINGS=ignore $(BIN)/pip install -q -e ".[demo,test]"
 	@touch $@
 
 setup: $(BIN)/neurotop

@@ -88,7 +88,7 @@ def bench_demo(cfg: dict, raw: dict) -> list[Row]:
     row = Row("demo steps/s, full monitoring vs none", f"{pct:.1f} % ({r['rate_monitored']:,.0f} steps/s)",
               f"no monitoring: {r['rate_none']:,.0f} steps/s", f"{pct:.1f} %", "≥ 97 %", pct >= 97.0)
     row.notes = [
-        f"`trainer.demo.autoencoder.train()` in one worker process, `--steps {r['steps']} --threads 1`, "
+        f"`neurotop.trainer.demo.autoencoder.train()` in one worker process, `--steps {r['steps']} --threads 1`, "
         f"{r['pairs']} alternated pairs (monitored first, then unmonitored first, ...), after a warm-up of each.",
         "Monitoring on = journal + events pipe (drained by `cat`, a UI that keeps up) + activation probes + image "
         "samples + control socket. Speed = loop iterations / time from the first to the last `Monitor.step()` "

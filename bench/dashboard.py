@@ -47,7 +47,7 @@ def values(name: str, steps: np.ndarray, total: int) -> np.ndarray:
 
 
 def fill(store, points: int, batch: int) -> list[tuple[int, float]]:
-    from tui.series import Series
+    from neurotop.tui.series import Series
 
     samples = []
     marks = {points * k // 10 for k in range(1, 11)}
@@ -89,11 +89,11 @@ def measure(points: int = 10_000_000, batch: int = 500_000, frames: int = 20, an
     # the UI's imports first, so the RSS is that of a UI process, not of a bare store
     from textual.widget import Widget
 
-    from trainer.protocol import Metric
-    from tui.app import NeurotopApp
-    from tui.link import Link
-    from tui.system import SystemSampler
-    from tui.widgets.loss_chart import LossChart
+    from neurotop.trainer.protocol import Metric
+    from neurotop.tui.app import NeurotopApp
+    from neurotop.tui.link import Link
+    from neurotop.tui.system import SystemSampler
+    from neurotop.tui.widgets.loss_chart import LossChart
 
     rss_start = rss_mb()
     root = Path(tempfile.mkdtemp(prefix="neurotop-bench-dash-"))

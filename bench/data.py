@@ -16,8 +16,8 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from trainer import journal
-from trainer.protocol import (
+from neurotop.trainer import journal
+from neurotop.trainer.protocol import (
     Activations,
     Event,
     Hello,

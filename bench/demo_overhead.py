@@ -19,14 +19,14 @@ import tempfile
 import time
 
 from bench.common import median, progress, quartiles
-from trainer import journal
-from trainer.protocol import ENV_EVENTS_FD, ENV_RUN_DIR
+from neurotop.trainer import journal
+from neurotop.trainer.protocol import ENV_EVENTS_FD, ENV_RUN_DIR
 
 _loop = {"first": None, "last": None, "n": 0, "cpu_first": 0.0, "cpu_last": 0.0}
 
 
 def _wrap_step() -> None:
-    import trainer.monitor as tm
+    import neurotop.trainer.monitor as tm
 
     if getattr(tm.Monitor.step, "_bench", False):
         return
@@ -56,7 +56,7 @@ def measure(steps: int = 2000, pairs: int = 8, warmup: int = 300, threads: int =
         os.close(r)
         os.environ[ENV_EVENTS_FD] = str(w)
     _wrap_step()
-    from trainer.demo.autoencoder import parse_args, train
+    from neurotop.trainer.demo.autoencoder import parse_args, train
 
     def one(monitored: bool, n: int) -> dict:
         args = parse_args(["--steps", str(n), "--threads", str(threads)] + ([] if monitored else ["--no-monitor"]))

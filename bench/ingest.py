@@ -14,8 +14,8 @@ import msgspec
 
 from bench import data
 from bench.common import median, progress
-from trainer.protocol import DecodeCounts, Message, decode_lines
-from tui.store import RunStore
+from neurotop.trainer.protocol import DecodeCounts, Message, decode_lines
+from neurotop.tui.store import RunStore
 
 SIZES = {"64 KiB (pipe)": 64 << 10, "8 MiB (journal)": 8 << 20}
 

@@ -52,7 +52,7 @@ def measure(calls: int = 100_000, tb_calls: int = 10_000, wandb_calls: int = 1_0
     results: dict[str, dict] = {}
     peers = {}
 
-    from trainer.monitor import Monitor
+    from neurotop.trainer.monitor import Monitor
 
     mon = Monitor(run_dir=tmp / "ours", name="bench")
     log = mon.log

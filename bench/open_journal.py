@@ -25,8 +25,8 @@ def write(steps: int, root: str = "") -> dict:
 
 
 def open_run(run_dir: str, lines: int, steps: int, timeout: float = 300) -> dict:
-    from tui.link import Link
-    from tui.store import RunStore
+    from neurotop.tui.link import Link
+    from neurotop.tui.store import RunStore
 
     store = RunStore(read_only=True)
     rss0 = rss_mb()

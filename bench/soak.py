@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bench.common import median, progress, rss_mb
-from trainer import journal
+from neurotop.trainer import journal
 
 
 def _child_step(run_dir: Path, kind: str) -> int:
@@ -31,8 +31,8 @@ def _child_step(run_dir: Path, kind: str) -> int:
 
 
 def measure(steps: int = 10_000_000, cap: float = 75.0, kind: str = "sdk") -> dict:
-    from tui.app import NeurotopApp
-    from tui.link import Link
+    from neurotop.tui.app import NeurotopApp
+    from neurotop.tui.link import Link
 
     root = Path(tempfile.mkdtemp(prefix="neurotop-bench-soak-"))
     run_dir = journal.create_run_dir(root, "soak")

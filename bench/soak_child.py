@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 def sdk(steps: int) -> int:
-    from trainer.monitor import Monitor
+    from neurotop.trainer.monitor import Monitor
 
     mon = Monitor(name="soak")
     with mon:
@@ -32,7 +32,7 @@ def sdk(steps: int) -> int:
 
 def raw(steps: int) -> int:
     from bench import data
-    from trainer.protocol import ENV_EVENTS_FD, ENV_RUN_DIR
+    from neurotop.trainer.protocol import ENV_EVENTS_FD, ENV_RUN_DIR
 
     fd = int(os.environ[ENV_EVENTS_FD])
     os.set_blocking(fd, True)

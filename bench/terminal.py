@@ -67,8 +67,8 @@ def attribute(stream: bytes) -> dict[tuple[int, int], int]:
 
 
 async def _regions(run_dir: Path, width: int, height: int) -> dict[str, tuple[int, int, int, int]]:
-    from tui.app import NeurotopApp
-    from tui.link import Link
+    from neurotop.tui.app import NeurotopApp
+    from neurotop.tui.link import Link
 
     app = NeurotopApp(lambda store, notify: Link.attach(run_dir, store, notify), sample_system=True)
     regions = {}
@@ -100,7 +100,7 @@ def measure(warmup: float = 5.0, seconds: float = 20.0, rate: int = 500, width: 
     env = dict(os.environ, NEUROTOP_RUNS=str(runs), TERM="xterm-256color", COLORTERM="truecolor",
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("TEXTUAL", None)
-    argv = [sys.executable, "-m", "tui.cli", "run", "--", sys.executable, str(ROOT / "tests/children/scripted.py"),
+    argv = [sys.executable, "-m", "neurotop.tui.cli", "run", "--", sys.executable, str(ROOT / "tests/children/scripted.py"),
             "--rate", str(rate)]
     pid, fd = pty.fork()
     if pid == 0:  # the child: size the terminal before the app looks at it

@@ -8,14 +8,14 @@ from pathlib import Path
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
 
-from trainer import journal  # noqa: E402
-from tui.app import NeurotopApp  # noqa: E402
-from tui.link import Link, python_argv  # noqa: E402
+from neurotop.trainer import journal  # noqa: E402
+from neurotop.tui.app import NeurotopApp  # noqa: E402
+from neurotop.tui.link import Link, python_argv  # noqa: E402
 
 
 async def shoot(size: tuple[int, int], seconds: float, name: str, keys: tuple[str, ...] = ()) -> None:
     run_dir = journal.create_run_dir(Path(tempfile.mkdtemp()) / "runs", "autoencoder-digits")
-    app = NeurotopApp(lambda s, n: Link.spawn(python_argv("trainer.demo", []), run_dir, s, n),
+    app = NeurotopApp(lambda s, n: Link.spawn(python_argv("neurotop.trainer.demo", []), run_dir, s, n),
                       name="autoencoder-digits")
     async with app.run_test(size=size) as pilot:
         await pilot.pause(seconds / 2)

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from trainer import journal  # noqa: E402
+from neurotop.trainer import journal  # noqa: E402
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:

@@ -28,11 +28,11 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 with atheris.instrument_imports():
-    from trainer.params import step_value
-    from trainer.protocol import Activations, DecodeCounts, Sample, decode_lines
-    from tui.store import RunStore
-    from tui.widgets.activations import decode_cells
-    from tui.widgets.reconstructions import decode_images
+    from neurotop.trainer.params import step_value
+    from neurotop.trainer.protocol import Activations, DecodeCounts, Sample, decode_lines
+    from neurotop.tui.store import RunStore
+    from neurotop.tui.widgets.activations import decode_cells
+    from neurotop.tui.widgets.reconstructions import decode_images
 
 
 def one_input(data: bytes) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from trainer import journal
-from trainer.protocol import (
+from neurotop.trainer import journal
+from neurotop.trainer.protocol import (
     Activations, Event, Hello, LayerInfo, Metric, ParamChange, ParamSpec, Sample, Status, encode,
 )
 

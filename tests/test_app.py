@@ -4,13 +4,13 @@
 import pytest
 
 from tests.conftest import scripted, until
-from trainer import journal
-from trainer.protocol import Command, Event
-from tui.app import NeurotopApp
-from tui.link import Link
-from tui.widgets.activations import ActivationsPane
-from tui.widgets.loss_chart import LossChart
-from tui.widgets.params_pane import ParamsPane
+from neurotop.trainer import journal
+from neurotop.trainer.protocol import Command, Event
+from neurotop.tui.app import NeurotopApp
+from neurotop.tui.link import Link
+from neurotop.tui.widgets.activations import ActivationsPane
+from neurotop.tui.widgets.loss_chart import LossChart
+from neurotop.tui.widgets.params_pane import ParamsPane
 
 
 def spawning_app(runs, *args, name="scripted", **kw):

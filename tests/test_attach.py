@@ -19,18 +19,18 @@ from tests.conftest import SCRIPTED
 from tests.conftest import until
 from tests.conftest import wait_for
 from tests.test_monitor import last_step, read_journal
-from trainer import journal
-from trainer.protocol import Command, ParamChange
-from tui.app import NeurotopApp
-from tui.link import Link
-from tui.store import RunStore
+from neurotop.trainer import journal
+from neurotop.trainer.protocol import Command, ParamChange
+from neurotop.tui.app import NeurotopApp
+from neurotop.tui.link import Link
+from neurotop.tui.store import RunStore
 
 
 def start_tui_in_pty(args, env):
     """`neurotop ...` on a real pseudo-terminal it controls, as over SSH. Returns (pid, master fd)."""
     pid, master = pty.fork()
     if pid == 0:  # the child: exec at once (no Python work after fork in a threaded parent)
-        os.execve(sys.executable, [sys.executable, "-m", "tui.cli", *args], env)
+        os.execve(sys.executable, [sys.executable, "-m", "neurotop.tui.cli", *args], env)
     fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
 
     def drain():
@@ -147,7 +147,7 @@ def test_a_run_whose_process_vanished_is_lost(runs):
     link = Link.attach(run_dir, store, lambda: None)
     wait_for(lambda: store.state == "lost")
     link.detach()
-    out = subprocess.run([sys.executable, "-m", "tui.cli", "ls"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "neurotop.tui.cli", "ls"], capture_output=True, text=True,
                          env=dict(os.environ, NEUROTOP_RUNS=str(runs)))
     assert "lost" in out.stdout and run_dir.name in out.stdout
 

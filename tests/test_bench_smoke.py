@@ -9,7 +9,7 @@ import pytest
 
 from bench import data, ingest, terminal
 from bench.common import Row, machine, markdown, run_worker
-from trainer.protocol import DecodeCounts, Metric, Status, decode, decode_lines, encode
+from neurotop.trainer.protocol import DecodeCounts, Metric, Status, decode, decode_lines, encode
 
 
 def test_metric_template_is_what_encode_writes():

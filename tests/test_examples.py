@@ -9,10 +9,10 @@ import time
 import pytest
 
 from tests.conftest import wait_for
-from trainer import journal
-from trainer.protocol import Command, Event, ParamChange
-from tui.link import Link
-from tui.store import RunStore
+from neurotop.trainer import journal
+from neurotop.trainer.protocol import Command, Event, ParamChange
+from neurotop.tui.link import Link
+from neurotop.tui.store import RunStore
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 
 def module_argv(name, *args):
-    return [sys.executable, "-m", f"trainer.examples.{name}", *args]
+    return [sys.executable, "-m", f"neurotop.trainer.examples.{name}", *args]
 
 
 def spawn(runs, name, *args):
@@ -143,7 +143,7 @@ def test_steps_limit_finishes_the_run(runs, name):
 
 
 def test_sdk_cost_reports_numbers(tmp_path):
-    from trainer.examples.sdk_cost import measure
+    from neurotop.trainer.examples.sdk_cost import measure
 
     costs = measure(calls=2000, run_dir=tmp_path / "bench")
     assert set(costs) >= {"log", "step", "step+log"} and all(v > 0 for v in costs.values())

@@ -34,18 +34,19 @@ from tests.conftest import ROOT, scripted, until
 from tests.test_fuzz import corpus_params
 from tests.conftest import wait_for
 from tests.test_monitor import only_run, read_journal
-from trainer import Monitor, journal
-from trainer.protocol import Command, DecodeCounts, Event, Metric, ParamChange, Status, decode_lines, encode
-from tui.app import NeurotopApp
-from tui.link import Link, LinkClosed
-from tui.store import RunStore
-from tui.widgets.activations import ActivationsPane
-from tui.widgets.header import RunHeader
-from tui.widgets.heatmap import ASCII_RAMP
-from tui.widgets.log_pane import LogPane
-from tui.widgets.loss_chart import LossChart
-from tui.widgets.params_pane import ParamsPane
-from tui.widgets.reconstructions import ReconstructionsPane
+from neurotop import Monitor
+from neurotop.trainer import journal
+from neurotop.trainer.protocol import Command, DecodeCounts, Event, Metric, ParamChange, Status, decode_lines, encode
+from neurotop.tui.app import NeurotopApp
+from neurotop.tui.link import Link, LinkClosed
+from neurotop.tui.store import RunStore
+from neurotop.tui.widgets.activations import ActivationsPane
+from neurotop.tui.widgets.header import RunHeader
+from neurotop.tui.widgets.heatmap import ASCII_RAMP
+from neurotop.tui.widgets.log_pane import LogPane
+from neurotop.tui.widgets.loss_chart import LossChart
+from neurotop.tui.widgets.params_pane import ParamsPane
+from neurotop.tui.widgets.reconstructions import ReconstructionsPane
 
 MISBEHAVING = ROOT / "tests" / "children" / "misbehaving.py"
 PANES = ("loss", "activations", "reconstructions", "system", "params", "log")
@@ -487,7 +488,7 @@ async def test_keys_pressed_before_the_ack_build_on_what_was_asked(runs):
 
 # ------------------------------------------------------------------------- the disk fills
 class FlakyOS:
-    """``os`` for trainer.monitor, whose ``write`` to one fd writes part of a buffer and then fails
+    """``os`` for neurotop.trainer.monitor, whose ``write`` to one fd writes part of a buffer and then fails
     with ENOSPC while ``full`` is set, as a filling disk does."""
 
     def __init__(self, code: int = errno.ENOSPC) -> None:
@@ -526,7 +527,7 @@ def check_journal(run_dir: Path, last_step: int) -> list:
 def test_a_full_disk_costs_no_step_and_tears_no_line(tmp_path, monkeypatch, capsys, code):
     """As root, permission bits do not stop writes: an unwritable run directory is provoked at the
     write itself (EACCES, EROFS), the same way the filling disk is."""
-    import trainer.monitor as monitor_module
+    import neurotop.trainer.monitor as monitor_module
 
     flaky = FlakyOS(code)
     monkeypatch.setattr(monitor_module, "os", flaky)

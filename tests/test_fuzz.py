@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from trainer.params import Param, step_value
-from trainer.protocol import (
+from neurotop.trainer.params import Param, step_value
+from neurotop.trainer.protocol import (
     DecodeCounts,
     Event,
     Gradients,
@@ -36,10 +36,10 @@ from trainer.protocol import (
     decode_lines,
     encode,
 )
-from tui.series import Series
-from tui.store import MAX_EVENTS, MAX_OUTPUT_LINES, RunStore
-from tui.widgets.activations import decode_cells
-from tui.widgets.reconstructions import decode_images
+from neurotop.tui.series import Series
+from neurotop.tui.store import MAX_EVENTS, MAX_OUTPUT_LINES, RunStore
+from neurotop.tui.widgets.activations import decode_cells
+from neurotop.tui.widgets.reconstructions import decode_images
 
 CORPUS = Path(__file__).parent / "fuzz_corpus"
 INT64 = (-(2**63), 2**63 - 1)
@@ -343,9 +343,9 @@ def test_a_tiny_snapshot_cannot_claim_a_huge_shape():
     code = textwrap.dedent("""
         import resource, sys
         resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
-        from trainer.protocol import Activations, DecodeCounts, Sample, decode_lines
-        from tui.widgets.activations import decode_cells
-        from tui.widgets.reconstructions import decode_images
+        from neurotop.trainer.protocol import Activations, DecodeCounts, Sample, decode_lines
+        from neurotop.tui.widgets.activations import decode_cells
+        from neurotop.tui.widgets.reconstructions import decode_images
         lines = [b'{"type":"activations","step":1,"layer":"l","rows":100000,"cols":100000,"lo":0,"scale":1,"cells":""}',
                  b'{"type":"sample","step":1,"name":"i","count":1000,"height":10000,"width":10000,"lo":0,"scale":1,'
                  b'"cells":""}']

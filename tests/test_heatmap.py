@@ -8,10 +8,10 @@ from rich.style import Style
 from textual.app import App, ComposeResult
 from textual.theme import Theme
 
-from trainer.protocol import Activations, Hello, LayerInfo, Sample
-from tui.store import RunStore
-from tui.widgets.activations import ActivationsPane
-from tui.widgets.heatmap import (
+from neurotop.trainer.protocol import Activations, Hello, LayerInfo, Sample
+from neurotop.tui.store import RunStore
+from neurotop.tui.widgets.activations import ActivationsPane
+from neurotop.tui.widgets.heatmap import (
     ASCII_RAMP,
     EMPTY_TEXT,
     NONE,
@@ -21,7 +21,7 @@ from tui.widgets.heatmap import (
     grid_strips,
     resample,
 )
-from tui.widgets.reconstructions import ReconstructionsPane
+from neurotop.tui.widgets.reconstructions import ReconstructionsPane
 
 COLD, MID, HOT = "#000080", "#808080", "#FF0000"
 THEMES = [
@@ -226,7 +226,7 @@ def test_model_order_wins_over_arrival_order():
     (-1.0, 2 / 255, [[127, 128], [0, 255]], 1),  # tanh: zero sits mid-range
 ])
 def test_dead_units(lo, scale, cells, dead):
-    from tui.widgets.activations import dead_units
+    from neurotop.tui.widgets.activations import dead_units
 
     msg = activations("l", np.array(cells), lo=lo, scale=scale)
     assert dead_units(msg, np.array(cells, np.uint8)) == dead

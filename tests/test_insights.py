@@ -1,4 +1,4 @@
-"""Insights computed in the child (trainer.insights) checked against values computed here,
+"""Insights computed in the child (neurotop.trainer.insights) checked against values computed here,
 independently, on models with known weights; their summaries stay bounded; the store keeps them
 bounded too and raises the dead-layer alert once."""
 
@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from trainer import journal
-from trainer.insights import InsightProbe, pca_2d
-from trainer.monitor import Monitor
-from trainer.protocol import Gradients, Health, Latent, Signal, decode, encode
-from tui.store import DEAD_ALERT, HISTORY_COLUMNS, History, RunStore
-from tui.widgets.latent import decode_latent
+from neurotop.trainer import journal
+from neurotop.trainer.insights import InsightProbe, pca_2d
+from neurotop.trainer.monitor import Monitor
+from neurotop.trainer.protocol import Gradients, Health, Latent, Signal, decode, encode
+from neurotop.tui.store import DEAD_ALERT, HISTORY_COLUMNS, History, RunStore
+from neurotop.tui.widgets.latent import decode_latent
 
 
 class Collect:
@@ -313,7 +313,7 @@ def test_gradients_in_the_store():
 # ------------------------------------------------------------------------- the demo, in-process
 @pytest.mark.slow
 def test_broken_demo_shows_a_dead_layer_in_its_journal(runs):
-    from trainer.demo.autoencoder import parse_args, train
+    from neurotop.trainer.demo.autoencoder import parse_args, train
 
     mon = train(parse_args(["--steps", "200", "--broken", "--insight-every", "50", "--latent-every", "100",
                             "--probe-every", "100", "--checkpoint-every", "0", "--val-every", "100"]))

@@ -1,4 +1,4 @@
-"""The framework callbacks (trainer/integrations), in-process with a tiny model for a few steps.
+"""The framework callbacks (neurotop/integrations), in-process with a tiny model for a few steps.
 
 Commands arrive the two ways a UI sends them: ``Monitor.submit`` (as the control pipe's reader does)
 and the run's ``control.sock``. Each framework's test is skipped where it is not installed.
@@ -13,8 +13,8 @@ import time
 import pytest
 
 from tests.conftest import ROOT
-from trainer import Param, journal
-from trainer.protocol import (
+from neurotop.trainer import Param, journal
+from neurotop.trainer.protocol import (
     Activations,
     Command,
     DecodeCounts,
@@ -30,7 +30,7 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.integrations._bridge import as_number, set_base_lr
+from neurotop.integrations._bridge import as_number, set_base_lr
 
 
 def read_journal(run_dir):
@@ -84,7 +84,7 @@ def check_journal(run_dir):
 
 
 def test_importing_the_package_imports_no_framework():
-    code = ("import sys, trainer.integrations; "
+    code = ("import sys, neurotop.integrations; "
             "bad = [m for m in ('lightning', 'pytorch_lightning', 'transformers', 'torch') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
@@ -111,7 +111,7 @@ def test_set_base_lr_keeps_group_ratios_and_the_schedule():
 # ---------------------------------------------------------------------------------- Lightning
 def test_lightning_callback_obeys_commands(tmp_path):
     L = pytest.importorskip("lightning.pytorch")
-    from trainer.integrations.lightning import NeurotopCallback
+    from neurotop.integrations.lightning import NeurotopCallback
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -174,7 +174,7 @@ def test_lightning_callback_obeys_commands(tmp_path):
 def test_huggingface_callback_obeys_commands(tmp_path):
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("accelerate")  # transformers.Trainer needs it
-    from trainer.integrations.huggingface import NeurotopCallback
+    from neurotop.integrations.huggingface import NeurotopCallback
 
     torch.manual_seed(0)
     torch.set_num_threads(1)

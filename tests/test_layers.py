@@ -6,9 +6,9 @@ import sys
 
 def test_trainer_imports_stay_light():
     code = (
-        "import sys, trainer, trainer.monitor, trainer.params, trainer.protocol, trainer.journal, trainer.probes\n"
-        "import trainer.demo.autoencoder\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tui', 'textual', 'plotext', 'textual_plotext', 'rich'))\n"
+        "import sys, neurotop, neurotop.integrations, neurotop.trainer.monitor, neurotop.trainer.params, neurotop.trainer.protocol, neurotop.trainer.journal, neurotop.trainer.probes\n"
+        "import neurotop.trainer.demo.autoencoder\n"
+        "bad = sorted(m for m in sys.modules if m.startswith('neurotop.tui') or m.split('.')[0] in ('textual', 'plotext', 'textual_plotext', 'rich'))\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

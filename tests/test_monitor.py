@@ -8,8 +8,9 @@ import time
 
 
 from tests.conftest import scripted, wait_for
-from trainer import Monitor, Param, journal
-from trainer.protocol import Command, DecodeCounts, Metric, ParamChange, Status, Event, decode_lines, encode
+from neurotop import Monitor, Param
+from neurotop.trainer import journal
+from neurotop.trainer.protocol import Command, DecodeCounts, Metric, ParamChange, Status, Event, decode_lines, encode
 
 
 def read_journal(run_dir):

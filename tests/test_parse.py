@@ -1,4 +1,4 @@
-"""tui.parse: training-script output lines -> metric points."""
+"""neurotop.tui.parse: training-script output lines -> metric points."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tui.parse import MAX_LINE, OutputParser, ParsedLine
+from neurotop.tui.parse import MAX_LINE, OutputParser, ParsedLine
 
 CORPUS = Path(__file__).parent / "data" / "output_corpus.txt"
 

@@ -6,18 +6,18 @@ import numpy as np
 from tests.conftest import scripted
 from tests.journals import T0, demo_messages, write_run
 from tests.conftest import until
-from trainer import journal
-from trainer.protocol import Event, Gradients, Health, Latent, LayerInfo, Signal
-from tui.app import NeurotopApp
-from tui.cli import main as cli_main
-from tui.link import Link
-from tui.screens.pathways import PathwaysScreen, RunPicker
-from tui.widgets.gradients import GradientsPane
-from tui.widgets.health import HealthPane, UnitHistoryPane
-from tui.widgets.latent import LatentPlot
-from tui.widgets.loss_chart import LossChart
-from tui.widgets.notes import NotesPane
-from tui.widgets.pathway import PathwayPane
+from neurotop.trainer import journal
+from neurotop.trainer.protocol import Event, Gradients, Health, Latent, LayerInfo, Signal
+from neurotop.tui.app import NeurotopApp
+from neurotop.tui.cli import main as cli_main
+from neurotop.tui.link import Link
+from neurotop.tui.screens.pathways import PathwaysScreen, RunPicker
+from neurotop.tui.widgets.gradients import GradientsPane
+from neurotop.tui.widgets.health import HealthPane, UnitHistoryPane
+from neurotop.tui.widgets.latent import LatentPlot
+from neurotop.tui.widgets.loss_chart import LossChart
+from neurotop.tui.widgets.notes import NotesPane
+from neurotop.tui.widgets.pathway import PathwayPane
 
 LAYERS = ["enc.relu", "dec.relu"]
 
@@ -204,7 +204,7 @@ def test_compare_with_an_unknown_run_is_refused(runs, capsys):
 
 
 def test_step_columns_line_two_runs_up_by_step():
-    from tui.widgets.health import step_columns
+    from neurotop.tui.widgets.health import step_columns
 
     steps, values = np.array([100, 200, 300]), np.array([0.1, 0.2, 0.3])
     short = step_columns(steps, values, 0, 600, 12)  # a run that stopped at 300, drawn on 0..600

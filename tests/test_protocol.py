@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from trainer.params import Param, Refused, parse_typed, step_value
-from trainer.protocol import (
+from neurotop.trainer.params import Param, Refused, parse_typed, step_value
+from neurotop.trainer.protocol import (
     Activations, Command, DecodeCounts, Event, Hello, LayerInfo, Metric, ParamChange, ParamSpec, Sample,
     Status, decode, decode_lines, encode, Malformed, Unknown,
 )

@@ -9,27 +9,27 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, until
-from trainer import journal
-from tui import cli
-from tui.app import NeurotopApp
-from tui.link import Link
-from tui.parse import OutputParser
-from tui.widgets.log_pane import LogPane
-from tui.widgets.params_pane import ParamsPane
+from neurotop.trainer import journal
+from neurotop.tui import cli
+from neurotop.tui.app import NeurotopApp
+from neurotop.tui.link import Link
+from neurotop.tui.parse import OutputParser
+from neurotop.tui.widgets.log_pane import LogPane
+from neurotop.tui.widgets.params_pane import ParamsPane
 
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
 pytestmark = pytest.mark.slow
 
-PLAIN = [sys.executable, "-m", "trainer.examples.plain_print", "--epochs", "2", "--sleep", "0"]
+PLAIN = [sys.executable, "-m", "neurotop.trainer.examples.plain_print", "--epochs", "2", "--sleep", "0"]
 FIRST_LINE = "Train Epoch: 1 [0/1437 (0%)]\tLoss: "
 
 
 
 
 def run_app(runs, parser, argv=PLAIN):
-    """The app as `neurotop run` builds it (see tui.cli.launch), with the parser its flags make."""
+    """The app as `neurotop run` builds it (see neurotop.tui.cli.launch), with the parser its flags make."""
     run_dir = journal.create_run_dir(runs, "plain_print")
     app = NeurotopApp(lambda store, notify: Link.spawn(argv, run_dir, store, notify, parser=parser),
                       name="plain_print", sample_system=False)
@@ -92,7 +92,7 @@ async def test_metric_regex_reads_only_what_it_names(runs):
 
 def test_cli_headless_run(runs):
     env = dict(os.environ, NEUROTOP_RUNS=str(runs))
-    out = subprocess.run([sys.executable, "-m", "tui.cli", "run", "--headless", "--name", "plain", "--", *PLAIN],
+    out = subprocess.run([sys.executable, "-m", "neurotop.tui.cli", "run", "--headless", "--name", "plain", "--", *PLAIN],
                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=env, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     (run_dir, info), = journal.list_runs(runs)

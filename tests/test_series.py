@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tui.series import SMOOTHING, Series, _scan
+from neurotop.tui.series import SMOOTHING, Series, _scan
 
 NAN, INF = float("nan"), float("inf")
 

@@ -3,8 +3,8 @@
 import pytest
 
 from tests.journals import demo_messages, write_run
-from tui.app import NeurotopApp
-from tui.link import Link
+from neurotop.tui.app import NeurotopApp
+from neurotop.tui.link import Link
 
 
 def fixed_app(tmp_path) -> NeurotopApp:
@@ -31,7 +31,7 @@ def test_layout(snap_compare, tmp_path, size):
 
 
 async def test_zoom_pan_follow_and_smoothing_keys(tmp_path):
-    from tui.widgets.loss_chart import LossChart
+    from neurotop.tui.widgets.loss_chart import LossChart
 
     app = fixed_app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -13,8 +13,8 @@ import time
 import psutil
 import pytest
 
-from tui import system
-from tui.system import (
+from neurotop.tui import system
+from neurotop.tui.system import (
     NVML_ERROR_DRIVER_NOT_LOADED,
     NVML_ERROR_GPU_IS_LOST,
     NVML_ERROR_LIBRARY_NOT_FOUND,

@@ -42,8 +42,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainer.probes import Cadence, pick_layers
-from trainer.protocol import Gradients, Health, Latent, Signal
+from neurotop.trainer.probes import Cadence, pick_layers
+from neurotop.trainer.protocol import Gradients, Health, Latent, Signal
 
 RECTIFIERS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.CELU, nn.SELU, nn.Mish,
               nn.Softplus, nn.PReLU, nn.RReLU, nn.Hardswish)
@@ -88,7 +88,7 @@ def units_view(out: torch.Tensor) -> torch.Tensor:
 
 def group_mean(v: torch.Tensor, groups: int) -> torch.Tensor:
     """A per-unit vector averaged over neighbouring units down to at most ``groups`` entries
-    (the same grouping as ``trainer.probes.reduce_units``)."""
+    (the same grouping as ``neurotop.trainer.probes.reduce_units``)."""
     units = v.shape[0]
     if units <= groups:
         return v

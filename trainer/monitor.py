@@ -27,9 +27,9 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from trainer import journal
-from trainer.params import Param, Refused
-from trainer.protocol import (
+from neurotop.trainer import journal
+from neurotop.trainer.params import Param, Refused
+from neurotop.trainer.protocol import (
     ENV_CONTROL_FD,
     ENV_EVENTS_FD,
     ENV_PARAMS,

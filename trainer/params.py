@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from trainer.protocol import ParamSpec, Value
+from neurotop.trainer.protocol import ParamSpec, Value
 
 
 class Refused(ValueError):

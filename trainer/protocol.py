@@ -33,7 +33,7 @@ ENV_PARAMS = "NEUROTOP_PARAMS"
 
 
 class ParamSpec(msgspec.Struct, omit_defaults=True):
-    """A declared, bounded parameter as the UI sees it (see ``trainer.params.Param``)."""
+    """A declared, bounded parameter as the UI sees it (see ``neurotop.trainer.params.Param``)."""
 
     name: Name
     kind: Literal["float", "int", "bool", "choice"]
@@ -155,7 +155,7 @@ class Command(msgspec.Struct, tag="command", omit_defaults=True):
 
 # --------------------------------------------------------------------------- insights (issue 7)
 class Health(msgspec.Struct, tag="health", omit_defaults=True):
-    """A layer's neuron health at a step, reduced in the child (``trainer.insights``).
+    """A layer's neuron health at a step, reduced in the child (``neurotop.trainer.insights``).
 
     ``dead``: units not active on any sample of the last window of snapshots; ``saturated``: units
     pinned at a bound (sigmoid/tanh near 0/1/±1, or a rectifier that is on for every sample).

@@ -20,27 +20,27 @@ from textual.message import Message
 from textual.widgets import Footer
 from textual.worker import get_current_worker
 
-from trainer import journal
-from trainer.params import Refused, parse_typed, step_value
-from trainer.protocol import ENV_PARAMS, ENV_RESUME, Command, Value
-from tui.link import Link, LinkClosed
-from tui.screens.choice import ChoiceScreen
-from tui.screens.diagnostics import DiagnosticsScreen
-from tui.screens.edit import PromptScreen
-from tui.screens.help import HelpScreen
-from tui.screens.pathways import PathwaysScreen, attach_compare
-from tui.screens.quit import QuitScreen
-from tui.store import RunStore
-from tui.system import SystemSampler
-from tui.themes import USER_THEMES, load_themes
-from tui.widgets.activations import ActivationsPane
-from tui.widgets.bars import compact
-from tui.widgets.header import RunHeader
-from tui.widgets.log_pane import LogPane
-from tui.widgets.loss_chart import LossChart
-from tui.widgets.params_pane import ParamsPane
-from tui.widgets.reconstructions import ReconstructionsPane
-from tui.widgets.system_pane import SystemPane
+from neurotop.trainer import journal
+from neurotop.trainer.params import Refused, parse_typed, step_value
+from neurotop.trainer.protocol import ENV_PARAMS, ENV_RESUME, Command, Value
+from neurotop.tui.link import Link, LinkClosed
+from neurotop.tui.screens.choice import ChoiceScreen
+from neurotop.tui.screens.diagnostics import DiagnosticsScreen
+from neurotop.tui.screens.edit import PromptScreen
+from neurotop.tui.screens.help import HelpScreen
+from neurotop.tui.screens.pathways import PathwaysScreen, attach_compare
+from neurotop.tui.screens.quit import QuitScreen
+from neurotop.tui.store import RunStore
+from neurotop.tui.system import SystemSampler
+from neurotop.tui.themes import USER_THEMES, load_themes
+from neurotop.tui.widgets.activations import ActivationsPane
+from neurotop.tui.widgets.bars import compact
+from neurotop.tui.widgets.header import RunHeader
+from neurotop.tui.widgets.log_pane import LogPane
+from neurotop.tui.widgets.loss_chart import LossChart
+from neurotop.tui.widgets.params_pane import ParamsPane
+from neurotop.tui.widgets.reconstructions import ReconstructionsPane
+from neurotop.tui.widgets.system_pane import SystemPane
 
 KEYMAP_FILE = USER_THEMES.parent / "keymap.toml"
 NARROW_WIDTH = 110
@@ -102,7 +102,7 @@ class NeurotopApp(App[str | None]):
                  pictures_hz: float = 0.5, sample_system: bool = True, read_only: bool = False,
                  show_ui_cost: bool = True, compare=None) -> None:
         super().__init__()
-        self.compare_dir = compare  # --compare RUN: another run's journal, overlaid (tui.screens.pathways)
+        self.compare_dir = compare  # --compare RUN: another run's journal, overlaid (neurotop.tui.screens.pathways)
         self.compare_store: RunStore | None = None
         self.compare_link: Link | None = None
         self.store = RunStore(name=name, read_only=read_only)

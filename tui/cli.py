@@ -8,12 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-from trainer import journal
-from tui.link import Link, python_argv
-from tui.parse import OutputParser
-from tui.store import RunStore
+from neurotop.trainer import journal
+from neurotop.tui.link import Link, python_argv
+from neurotop.tui.parse import OutputParser
+from neurotop.tui.store import RunStore
 
-DEMO_MODULE = "trainer.demo"
+DEMO_MODULE = "neurotop.trainer.demo"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,7 +87,7 @@ def launch(root: Path, cmd: list[str], name: str, args: argparse.Namespace,
     run_dir = journal.create_run_dir(root, name)
     if getattr(args, "headless", False):
         return headless(run_dir, cmd, name, parser)
-    from tui.app import NeurotopApp
+    from neurotop.tui.app import NeurotopApp
 
     app = NeurotopApp(lambda store, notify: Link.spawn(cmd, run_dir, store, notify, parser=parser), name=name,
                       refresh_hz=args.refresh, pictures_hz=args.pictures, compare=getattr(args, "compare", None))
@@ -149,7 +149,7 @@ def cmd_attach(root: Path, args: argparse.Namespace) -> int:
     except LookupError as err:
         print(f"neurotop attach: {err}", file=sys.stderr)
         return 2
-    from tui.app import NeurotopApp
+    from neurotop.tui.app import NeurotopApp
 
     info = journal.RunInfo.load(run_dir) if (run_dir / journal.RUN_JSON).exists() else None
     read_only = info is None or info.effective_state() not in ("running", "paused")

@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from trainer import journal
-from trainer.protocol import ENV_CONTROL_FD, ENV_EVENTS_FD, ENV_RUN_DIR, Command, Metric, decode_lines, encode
-from tui.parse import OutputParser, ParsedLine
-from tui.store import RunStore
+from neurotop.trainer import journal
+from neurotop.trainer.protocol import ENV_CONTROL_FD, ENV_EVENTS_FD, ENV_RUN_DIR, Command, Metric, decode_lines, encode
+from neurotop.tui.parse import OutputParser, ParsedLine
+from neurotop.tui.store import RunStore
 
 POLL_INTERVAL = 0.2
 READ_CHUNK = 1 << 20

@@ -32,7 +32,7 @@ With ``regex=`` (``--metric-regex``) only the user's pattern is used: either nam
 ``name`` and ``value`` (every match gives one pair), or groups named after metrics
 (``(?P<loss>[-\\d.e]+)``); a ``step`` group gives the step and an ``epoch`` group the epoch.
 
-Run ``python -m tui.parse [--metric-regex R] [--bench] [FILE]`` to see what a log parses to.
+Run ``python -m neurotop.tui.parse [--metric-regex R] [--bench] [FILE]`` to see what a log parses to.
 """
 
 from __future__ import annotations
@@ -399,12 +399,12 @@ def _json_object(text: str) -> list[tuple[str, float]] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tui.parse [--metric-regex R] [--bench] [FILE]``: show or time what a log parses to."""
+    """``python -m neurotop.tui.parse [--metric-regex R] [--bench] [FILE]``: show or time what a log parses to."""
     import argparse
     import sys
     import time
 
-    ap = argparse.ArgumentParser(prog="python -m tui.parse", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m neurotop.tui.parse", description=main.__doc__)
     ap.add_argument("file", nargs="?", help="a log file (default: stdin)")
     ap.add_argument("--metric-regex", default=None)
     ap.add_argument("--bench", action="store_true", help="time parsing (repeat the file to >= 200k lines)")

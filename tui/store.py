@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trainer.protocol import (
+from neurotop.trainer.protocol import (
     Activations,
     DecodeCounts,
     Event,
@@ -29,7 +29,7 @@ from trainer.protocol import (
     Signal,
     Status,
 )
-from tui.series import Series
+from neurotop.tui.series import Series
 
 NAN = float("nan")
 MAX_EVENTS = 5000
@@ -94,8 +94,8 @@ class RunStore:
     reordered: int = 0  # metric points whose step went backwards (drawn at the latest step)
     refused_series: int = 0  # metric names past MAX_SERIES, not kept
     last_metric_t: float = 0.0  # the child's clock on the newest metric: how far behind we are
-    system: object | None = None  # the latest tui.system.SystemSample
-    # insights (trainer.insights): neuron health per layer, gradient flow, latent, signal
+    system: object | None = None  # the latest neurotop.tui.system.SystemSample
+    # insights (neurotop.trainer.insights): neuron health per layer, gradient flow, latent, signal
     health: dict = field(default_factory=dict)  # layer → LayerHealth, in order of arrival
     dead_layers: set = field(default_factory=set)  # layers past DEAD_ALERT (until DEAD_CLEAR)
     gradients: "GradientFlow | None" = None

@@ -13,8 +13,8 @@ import signal
 import sys
 import time
 
-from trainer import Monitor, Param
-from trainer.protocol import Activations, Sample
+from neurotop import Monitor, Param
+from neurotop.trainer.protocol import Activations, Sample
 
 
 def main() -> int:

@@ -1,5 +1,5 @@
 import sys
 
-from trainer.demo.autoencoder import main
+from neurotop.trainer.demo.autoencoder import main
 
 sys.exit(main())

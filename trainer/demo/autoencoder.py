@@ -2,7 +2,7 @@
 
 64 pixels → 32 → latent → 32 → 64, ReLU, trained unsupervised. Learning rate, weight decay,
 optimizer, batch size and input noise are declared parameters, so a person can tune the run live.
-Run it with ``neurotop demo`` (under the TUI) or ``python -m trainer.demo`` (journal only).
+Run it with ``neurotop demo`` (under the TUI) or ``python -m neurotop.trainer.demo`` (journal only).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import sys
 import torch
 from torch import nn
 
-from trainer.insights import InsightProbe
-from trainer.monitor import Monitor
-from trainer.params import Param
-from trainer.probes import ActivationProbe, Cadence, image_sample
+from neurotop.trainer.insights import InsightProbe
+from neurotop.trainer.monitor import Monitor
+from neurotop.trainer.params import Param
+from neurotop.trainer.probes import ActivationProbe, Cadence, image_sample
 
 
 def load_digits_split(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

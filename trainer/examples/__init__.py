@@ -1,4 +1,4 @@
-"""Worked examples, each runnable as ``python -m trainer.examples.<name>`` (CPU, under a minute):
+"""Worked examples, each runnable as ``python -m neurotop.trainer.examples.<name>`` (CPU, under a minute):
 
 * ``mlp_digits``: a plain PyTorch loop with the SDK: an MLP classifier, params read every step,
   at the epoch boundary and through ``on_change``; probes chosen by layer type;

@@ -1,10 +1,10 @@
 """A small convolutional autoencoder on the digits as 1×8×8 images, with reconstructions shown live.
 
-Run it under the TUI with ``neurotop run -- python -m trainer.examples.conv_autoencoder``. CPU, well
+Run it under the TUI with ``neurotop run -- python -m neurotop.trainer.examples.conv_autoencoder``. CPU, well
 under a minute. Beyond the five-line SDK shape (declare, step, read params, log) it shows:
 
 * activation probes on layers chosen **by name** (``encoder.act1`` ...), on a **cadence in seconds**;
-* image samples of inputs and reconstructions with ``trainer.probes.image_sample``;
+* image samples of inputs and reconstructions with ``neurotop.trainer.probes.image_sample``;
 * a ``save`` callable: what a checkpoint command writes (state dicts and plain numbers only, so
   ``torch.load(path, weights_only=True)`` reads it back), and the matching ``load``;
 * a clean stop with ``if not mon.step(): break``.
@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainer import Monitor, Param
-from trainer.demo.autoencoder import load_digits_split
-from trainer.probes import ActivationProbe, Cadence, image_sample
+from neurotop import Monitor, Param
+from neurotop.trainer.demo.autoencoder import load_digits_split
+from neurotop.trainer.probes import ActivationProbe, Cadence, image_sample
 
 
 class ConvAutoencoder(nn.Module):
@@ -45,7 +45,7 @@ class ConvAutoencoder(nn.Module):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m trainer.examples.conv_autoencoder",
+    ap = argparse.ArgumentParser(prog="python -m neurotop.trainer.examples.conv_autoencoder",
                                  description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=150, help="about 15 s on one CPU core")
     ap.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: no limit)")

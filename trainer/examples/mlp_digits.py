@@ -1,7 +1,7 @@
 """An MLP classifier on scikit-learn's handwritten digits: a plain PyTorch loop plus the SDK.
 
-Run it under the TUI with ``neurotop run -- python -m trainer.examples.mlp_digits`` (or alone with
-``python -m trainer.examples.mlp_digits``: the journal still goes to ``./runs``). CPU, well under a
+Run it under the TUI with ``neurotop run -- python -m neurotop.trainer.examples.mlp_digits`` (or alone with
+``python -m neurotop.trainer.examples.mlp_digits``: the journal still goes to ``./runs``). CPU, well under a
 minute. The SDK is the same five-line shape in any loop::
 
     mon = Monitor(model, params={"lr": Param(1e-3, min=1e-5, max=1.0, log=True)})  # declare
@@ -28,9 +28,9 @@ import sys
 import torch
 from torch import nn
 
-from trainer import Monitor, Param
-from trainer.demo.autoencoder import load_digits_split
-from trainer.probes import ActivationProbe
+from neurotop import Monitor, Param
+from neurotop.trainer.demo.autoencoder import load_digits_split
+from neurotop.trainer.probes import ActivationProbe
 
 
 class MLP(nn.Module):
@@ -47,7 +47,7 @@ class MLP(nn.Module):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m trainer.examples.mlp_digits", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m neurotop.trainer.examples.mlp_digits", description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=400, help="about 15 s on one CPU core")
     ap.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: no limit)")
     ap.add_argument("--lr", type=float, default=3e-3)

@@ -1,6 +1,6 @@
 """A training script that knows nothing of neurotop: it only prints, the way PyTorch's MNIST example does.
 
-Zero-code mode: ``neurotop run -- python -m trainer.examples.plain_print`` reads the loss from lines
+Zero-code mode: ``neurotop run -- python -m neurotop.trainer.examples.plain_print`` reads the loss from lines
 such as ``Train Epoch: 1 [640/1437 (44%)]\tLoss: 0.300195`` and ``val_loss``/``val_acc`` from the
 validation line, and charts them; the log pane shows every line. Nothing here imports ``trainer``
 (the data is loaded straight from scikit-learn), so this is what any unmodified script looks like.
@@ -29,7 +29,7 @@ def load_digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tenso
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m trainer.examples.plain_print", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m neurotop.trainer.examples.plain_print", description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--steps", type=int, default=0, help="stop after this many batches (0: no limit)")
     ap.add_argument("--batch-size", type=int, default=32)

@@ -1,6 +1,6 @@
 """What the SDK costs the training loop: seconds per ``log()`` and ``step()`` call, measured.
 
-    python -m trainer.examples.sdk_cost [--calls 200000] [--no-pipe]
+    python -m neurotop.trainer.examples.sdk_cost [--calls 200000] [--no-pipe]
 
 Each figure is the wall time of a tight loop of calls in the training thread divided by the calls,
 with the Monitor's writer thread running as in a real run (journal always; with a drained events
@@ -18,9 +18,9 @@ import threading
 import time
 from pathlib import Path
 
-from trainer.monitor import Monitor
-from trainer.params import Param
-from trainer.protocol import ENV_CONTROL_FD, ENV_EVENTS_FD, ENV_RUN_DIR
+from neurotop.trainer.monitor import Monitor
+from neurotop.trainer.params import Param
+from neurotop.trainer.protocol import ENV_CONTROL_FD, ENV_EVENTS_FD, ENV_RUN_DIR
 
 
 def _drain(fd: int) -> None:
@@ -93,7 +93,7 @@ def measure(calls: int = 200_000, run_dir: str | os.PathLike | None = None, pipe
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m trainer.examples.sdk_cost", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m neurotop.trainer.examples.sdk_cost", description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=200_000)
     ap.add_argument("--no-pipe", action="store_true", help="journal only (no UI listening)")
     args = ap.parse_args(argv)

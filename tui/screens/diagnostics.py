@@ -13,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tui.store import MAX_SERIES, RunStore
+from neurotop.tui.store import MAX_SERIES, RunStore
 
 
 def describe_diagnostics(store: RunStore, run_dir: str, pid: int | None) -> str:

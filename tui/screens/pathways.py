@@ -22,14 +22,14 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from trainer import journal
-from tui.link import Link
-from tui.store import RunStore
-from tui.widgets.gradients import GradientsPane
-from tui.widgets.health import HealthPane, UnitHistoryPane
-from tui.widgets.latent import LatentPlot
-from tui.widgets.notes import NotesPane
-from tui.widgets.pathway import PathwayPane
+from neurotop.trainer import journal
+from neurotop.tui.link import Link
+from neurotop.tui.store import RunStore
+from neurotop.tui.widgets.gradients import GradientsPane
+from neurotop.tui.widgets.health import HealthPane, UnitHistoryPane
+from neurotop.tui.widgets.latent import LatentPlot
+from neurotop.tui.widgets.notes import NotesPane
+from neurotop.tui.widgets.pathway import PathwayPane
 
 #: What the `o` picker offers: the newest runs first.
 MAX_RUNS_LISTED = 50
@@ -53,7 +53,7 @@ def attach_compare(app, run_dir: Path | None) -> RunStore | None:
         link = Link.attach(Path(run_dir), store, lambda: None)
     app.compare_store, app.compare_link, app.compare_dir = store, link, run_dir
     try:
-        from tui.widgets.loss_chart import LossChart
+        from neurotop.tui.widgets.loss_chart import LossChart
 
         chart = app.query_one(LossChart)
         chart.compare = store

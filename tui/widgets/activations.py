@@ -12,9 +12,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.markup import escape
 
-from trainer.protocol import Activations
-from tui.store import RunStore
-from tui.widgets.heatmap import Heatmap, shaped_cells
+from neurotop.trainer.protocol import Activations
+from neurotop.tui.store import RunStore
+from neurotop.tui.widgets.heatmap import Heatmap, shaped_cells
 
 
 def dead_units(msg: Activations, cells: np.ndarray) -> int:

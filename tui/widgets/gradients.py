@@ -10,8 +10,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.markup import escape
 
-from tui.store import RunStore
-from tui.widgets.health import LayerTimeline, TimelineRow, _version
+from neurotop.tui.store import RunStore
+from neurotop.tui.widgets.health import LayerTimeline, TimelineRow, _version
 
 MEASURES = (("grad_norm", "‖grad‖"), ("update_ratio", "‖Δw‖/‖w‖"))
 #: The colour scale never spans less than this many decades (a flat run is not all "hot").

@@ -8,8 +8,8 @@ import psutil
 from rich.markup import escape
 from textual.widgets import Static
 
-from tui.store import RunStore
-from tui.widgets.bars import duration
+from neurotop.tui.store import RunStore
+from neurotop.tui.widgets.bars import duration
 
 STATE_STYLE = {
     "running": "$success", "paused": "$warning", "starting": "$secondary", "finished": "$primary",

@@ -1,7 +1,7 @@
 """Neuron health over the run: a strip per layer (rows = layers, columns = steps, colour = the
 dead fraction), and one layer's units over time (the activation history).
 
-Both draw through the shared half-block renderer (``tui.widgets.heatmap``), build their Strips
+Both draw through the shared half-block renderer (``neurotop.tui.widgets.heatmap``), build their Strips
 only when the store's ``versions["health"]`` moved (or the size, theme or view changed), and cost
 the pane's size, never the run's length: the store keeps a bounded ``History`` per layer.
 """
@@ -19,8 +19,8 @@ from textual.containers import Vertical
 from textual.markup import escape
 from textual.strip import Strip
 
-from tui.store import RunStore
-from tui.widgets.heatmap import NONE, GridView, Heatmap, Ramp, grid_strips
+from neurotop.tui.store import RunStore
+from neurotop.tui.widgets.heatmap import NONE, GridView, Heatmap, Ramp, grid_strips
 
 LABEL_WIDTH = 12
 RIGHT_WIDTH = 10

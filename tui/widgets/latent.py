@@ -11,8 +11,8 @@ from rich.text import Text
 from textual.markup import escape
 from textual_plotext import PlotextPlot
 
-from trainer.protocol import Latent
-from tui.store import RunStore
+from neurotop.trainer.protocol import Latent
+from neurotop.tui.store import RunStore
 
 #: The most points drawn (a larger message is sampled evenly): plotext costs ~5 µs a point.
 MAX_POINTS = 2000

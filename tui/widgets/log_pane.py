@@ -14,7 +14,7 @@ from rich.segment import Segment
 from textual.strip import Strip
 from textual.widget import Widget
 
-from tui.store import RunStore
+from neurotop.tui.store import RunStore
 
 KEEP = 500
 

@@ -13,8 +13,8 @@ from rich.text import Text
 from textual.color import Color
 from textual_plotext import PlotextPlot
 
-from tui.series import SMOOTHING
-from tui.store import RunStore
+from neurotop.tui.series import SMOOTHING
+from neurotop.tui.store import RunStore
 
 MAX_SERIES = 4
 MIN_SPAN = 16

@@ -11,8 +11,8 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
-from trainer.protocol import Event, ParamChange
-from tui.store import RunStore
+from neurotop.trainer.protocol import Event, ParamChange
+from neurotop.tui.store import RunStore
 
 #: Event kinds shown beside notes, each with its mark.
 MARKS = {"note": "✎", "param": "⚙", "refused": "✗", "checkpoint": "◆", "restore": "↺", "warning": "⚠",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.markup import escape
 from textual.widgets import Static
 
-from tui.store import RunStore
-from tui.widgets.bars import compact
+from neurotop.tui.store import RunStore
+from neurotop.tui.widgets.bars import compact
 
 NO_SDK = ("[dim]This run declared no parameters.\n"
           "Add the SDK (five lines, see the README) to tune it live: "

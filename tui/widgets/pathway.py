@@ -12,9 +12,9 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.store import RunStore
-from tui.widgets.health import theme_colour
-from tui.widgets.heatmap import Ramp
+from neurotop.tui.store import RunStore
+from neurotop.tui.widgets.health import theme_colour
+from neurotop.tui.widgets.heatmap import Ramp
 
 
 def shape_text(kind: str, shape: list[int]) -> str:

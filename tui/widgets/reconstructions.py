@@ -12,9 +12,9 @@ from rich.style import Style
 from textual.markup import escape
 from textual.strip import Strip
 
-from trainer.protocol import Sample
-from tui.store import RunStore
-from tui.widgets.heatmap import NONE, GridView, Ramp, grid_strips, shaped_cells
+from neurotop.trainer.protocol import Sample
+from neurotop.tui.store import RunStore
+from neurotop.tui.widgets.heatmap import NONE, GridView, Ramp, grid_strips, shaped_cells
 
 #: Labels for the sample sets the probes send; any other set is labelled by its name.
 LABELS = {"inputs": "in", "outputs": "out"}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from textual.widgets import Static
 
-from tui.store import RunStore
-from tui.system import SystemSample, fmt_bytes
-from tui.widgets.bars import bar
+from neurotop.tui.store import RunStore
+from neurotop.tui.system import SystemSample, fmt_bytes
+from neurotop.tui.widgets.bars import bar
 
 
 def describe_system(sample: SystemSample | None, width: int = 40) -> str:

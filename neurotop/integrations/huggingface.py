@@ -1,7 +1,7 @@
 """Hugging Face ``transformers.Trainer``: one callback connects it to neurotop.
 
-    from trainer import Param
-    from trainer.integrations.huggingface import NeurotopCallback
+    from neurotop.trainer import Param
+    from neurotop.integrations.huggingface import NeurotopCallback
 
     cb = NeurotopCallback(params={"lr": Param(5e-5, min=1e-7, max=1e-2, log=True)})
     Trainer(model, args, train_dataset=ds, callbacks=[cb]).train()   # neurotop run -- python train.py
@@ -36,8 +36,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from trainer.integrations._bridge import Bridge
-from trainer.params import Param
+from neurotop.integrations._bridge import Bridge
+from neurotop.trainer.params import Param
 
 __all__ = ["NeurotopCallback"]
 

@@ -1,11 +1,11 @@
 """Callbacks that connect other training frameworks to neurotop, each a thin layer over ``Monitor``.
 
-    from trainer.integrations.lightning import NeurotopCallback      # PyTorch Lightning
-    from trainer.integrations.huggingface import NeurotopCallback    # transformers.Trainer
+    from neurotop.integrations.lightning import NeurotopCallback      # PyTorch Lightning
+    from neurotop.integrations.huggingface import NeurotopCallback    # transformers.Trainer
 
 Importing this package imports neither framework: each module imports its own only when it is
-itself imported (``trainer.integrations.lightning`` needs ``lightning`` or ``pytorch_lightning``,
-``trainer.integrations.huggingface`` needs ``transformers``).
+itself imported (``neurotop.integrations.lightning`` needs ``lightning`` or ``pytorch_lightning``,
+``neurotop.integrations.huggingface`` needs ``transformers``).
 """
 
 from __future__ import annotations

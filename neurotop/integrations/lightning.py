@@ -1,7 +1,7 @@
 """PyTorch Lightning: one callback connects a ``Trainer`` to neurotop.
 
-    from trainer import Param
-    from trainer.integrations.lightning import NeurotopCallback
+    from neurotop.trainer import Param
+    from neurotop.integrations.lightning import NeurotopCallback
 
     cb = NeurotopCallback(params={"lr": Param(1e-3, min=1e-6, max=1.0, log=True)}, probes=["encoder.1"])
     Trainer(callbacks=[cb]).fit(model, data)          # then: neurotop run -- python train.py
@@ -40,8 +40,8 @@ try:
 except ImportError:  # the older package name
     from pytorch_lightning.callbacks import Callback  # type: ignore[no-redef]
 
-from trainer.integrations._bridge import Bridge
-from trainer.params import Param
+from neurotop.integrations._bridge import Bridge
+from neurotop.trainer.params import Param
 
 __all__ = ["NeurotopCallback"]
 

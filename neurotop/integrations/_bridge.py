@@ -9,8 +9,8 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from trainer.monitor import Monitor
-from trainer.params import Param
+from neurotop.trainer.monitor import Monitor
+from neurotop.trainer.params import Param
 
 
 class Bridge:
@@ -44,7 +44,7 @@ class Bridge:
         self.probe = None
         self._open = enabled
         if enabled and self.probes is not None and self.probes is not False and model is not None:
-            from trainer.probes import ActivationProbe
+            from neurotop.trainer.probes import ActivationProbe
 
             layers = None if self.probes is True else self.probes
             if isinstance(layers, list) and layers and all(isinstance(t, type) for t in layers):
