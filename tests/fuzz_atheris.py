@@ -28,7 +28,7 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 with atheris.instrument_imports():
-    from neurotop.trainer.params import step_value
+    from neurotop.tui.param_input import step_value
     from neurotop.trainer.protocol import Activations, DecodeCounts, Sample, decode_lines
     from neurotop.tui.store import RunStore
     from neurotop.tui.widgets.activations import decode_cells

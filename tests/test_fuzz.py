@@ -21,7 +21,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from neurotop.trainer.params import Param, step_value
+from neurotop.trainer.params import Param
+from neurotop.tui.param_input import step_value
 from neurotop.trainer.protocol import (
     DecodeCounts,
     Event,

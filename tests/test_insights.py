@@ -12,7 +12,7 @@ from torch import nn
 from neurotop.trainer import journal
 from neurotop.trainer.insights import InsightProbe, pca_2d
 from neurotop.trainer.monitor import Monitor
-from neurotop.trainer.protocol import Gradients, Health, Latent, Signal, decode, encode
+from neurotop.trainer.protocol import Gradients, Health, Latent, Signal, decode, dequantize, encode
 from neurotop.tui.store import DEAD_ALERT, HISTORY_COLUMNS, History, RunStore
 from neurotop.tui.widgets.latent import decode_latent
 
@@ -92,7 +92,7 @@ def test_dead_and_saturated_units_match_an_independent_count():
         assert msg.mean == pytest.approx(v.mean(), rel=1e-5, abs=1e-7)
         assert msg.std == pytest.approx(v.std(), rel=1e-4, abs=1e-6)
         assert msg.signal == pytest.approx(np.abs(v).mean(), rel=1e-5, abs=1e-7)
-        means = msg.mean_lo + np.frombuffer(msg.means, np.uint8) * msg.mean_scale
+        means = dequantize(msg.means, msg.mean_lo, msg.mean_scale)
         np.testing.assert_allclose(means, v.mean(axis=0), atol=msg.mean_scale / 2 + 1e-6)
     # what the construction guarantees, beyond agreeing with the count above
     relu = mon.of(Health, layer="1")[0]

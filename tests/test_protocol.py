@@ -2,7 +2,8 @@ import math
 
 import pytest
 
-from neurotop.trainer.params import Param, Refused, parse_typed, step_value
+from neurotop.trainer.params import Param, Refused
+from neurotop.tui.param_input import parse_typed, step_value
 from neurotop.trainer.protocol import (
     Activations, Command, DecodeCounts, Event, Hello, LayerInfo, Metric, ParamChange, ParamSpec, Sample,
     Status, decode, decode_lines, encode, Malformed, Unknown,

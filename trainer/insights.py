@@ -42,8 +42,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from neurotop.trainer.probes import Cadence, pick_layers
-from neurotop.trainer.protocol import Gradients, Health, Latent, Signal
+from neurotop.trainer.probes import Cadence, group_mean, pick_layers, units_view
+from neurotop.trainer.protocol import Gradients, Health, Latent, Signal, quantize
 
 RECTIFIERS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.CELU, nn.SELU, nn.Mish,
               nn.Softplus, nn.PReLU, nn.RReLU, nn.Hardswish)
@@ -74,43 +74,6 @@ def classify(module: nn.Module) -> tuple[str, float, float]:
                 lo, hi = float(module.min_val), float(module.max_val)
             return "bounded", lo, hi
     return "other", -math.inf, math.inf
-
-
-def units_view(out: torch.Tensor) -> torch.Tensor:
-    """A layer output as (samples, units) float: spatial positions averaged per channel."""
-    x = out.detach()
-    if x.dim() == 1:
-        x = x.unsqueeze(1)
-    if x.dim() > 2:
-        x = x.flatten(2).mean(dim=2)
-    return x.float()
-
-
-def group_mean(v: torch.Tensor, groups: int) -> torch.Tensor:
-    """A per-unit vector averaged over neighbouring units down to at most ``groups`` entries
-    (the same grouping as ``neurotop.trainer.probes.reduce_units``)."""
-    units = v.shape[0]
-    if units <= groups:
-        return v
-    size = -(-units // groups)
-    pad = size * groups - units
-    if pad:
-        v = torch.cat([v, v[-1:].expand(pad)])
-    return v.reshape(groups, size).mean(dim=1)
-
-
-def quantize_np(values: np.ndarray, levels: int = 255, dtype=np.uint8) -> tuple[float, float, bytes]:
-    """(lo, scale, cells as bytes of ``dtype``) with value ≈ lo + cell * scale; non-finite values
-    become 0 first. A handful of numpy operations: this runs on every snapshot."""
-    v = np.asarray(values, np.float64)
-    if v.size == 0:
-        return 0.0, 1.0, b""
-    lo, hi = float(v.min()), float(v.max())
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
-        lo, hi = float(v.min()), float(v.max())
-    scale = (hi - lo) / levels if hi > lo else 1.0
-    return lo, scale, ((v - lo) * (1.0 / scale) + 0.5).astype(dtype).tobytes()
 
 
 def group_names(names: list[str], groups: int) -> tuple[list[str], list[int]]:
@@ -513,8 +476,8 @@ class InsightProbe:
             unit_mean = values[_N_SCALARS:_N_SCALARS + (len(values) - _N_SCALARS) // 2]
             unit_std = values[_N_SCALARS + len(unit_mean):]
         self._last_signal = _finite(signal) or 0.0
-        m_lo, m_scale, m_cells = quantize_np(unit_mean)
-        s_lo, s_scale, s_cells = quantize_np(unit_std)
+        m_lo, m_scale, m_cells = quantize(unit_mean)
+        s_lo, s_scale, s_cells = quantize(unit_std)
         self.monitor.emit(Health(
             step=step, layer=state.name, units=int(units), dead=dead, saturated=saturated,
             mean=_finite(mean) or 0.0, std=_finite(std) or 0.0, signal=self._last_signal,
@@ -537,8 +500,8 @@ class InsightProbe:
             return
         n = z.shape[0]
         xs, ys, explained = host[:n], host[n:2 * n], host[2 * n:]
-        x_lo, x_scale, x_cells = quantize_np(xs, 65535, np.dtype("<u2"))
-        y_lo, y_scale, y_cells = quantize_np(ys, 65535, np.dtype("<u2"))
+        x_lo, x_scale, x_cells = quantize(xs, 65535, "<u2")
+        y_lo, y_scale, y_cells = quantize(ys, 65535, "<u2")
         labels = self.latent_labels[:n] if len(self.latent_labels) >= n else []
         self.monitor.emit(Latent(
             step=step, points=n, x=x_cells, y=y_cells,

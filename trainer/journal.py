@@ -17,13 +17,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from neurotop.trainer.protocol import LineFramer
+
 JOURNAL = "journal.jsonl"
 OUTPUT = "output.log"
 RUN_JSON = "run.json"
 SOCKET = "control.sock"
 ENV_RUNS = "NEUROTOP_RUNS"
 
-MAX_LINE = 4 << 20
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -174,17 +175,20 @@ class JournalReader:
     """Reads complete lines from a journal that may still be growing.
 
     A torn last line (a writer killed mid-line, or caught mid-write) is held back until it is
-    completed; ``finish()`` counts it as torn when the run is over.
+    completed; ``finish()`` hands it back when the run is over. Framing is the protocol's
+    ``LineFramer``: an oversize line is dropped and counted in ``skipped``.
     """
 
-    def __init__(self, path: Path, chunk: int = 1 << 20) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
         self._f = open(path, "rb")
-        self._partial = b""
-        self._skipping = False  # inside a line longer than MAX_LINE: dropped to its end
-        self.skipped = 0  # such lines, for the reader's counts
-        self._chunk = chunk
+        self._framer = LineFramer()
         self.offset = 0
+
+    @property
+    def skipped(self) -> int:
+        """Lines dropped for being longer than ``MAX_EVENT_LINE``."""
+        return self._framer.oversize
 
     def read_lines(self, limit: int | None = None) -> list[bytes]:
         """Whatever complete lines are there now (at most about ``limit`` bytes of them)."""
@@ -192,26 +196,11 @@ class JournalReader:
         if not data:
             return []
         self.offset += len(data)
-        if self._skipping:
-            end = data.find(b"\n")
-            if end < 0:
-                return []
-            data, self._skipping = data[end + 1 :], False
-        data = self._partial + data
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            self._partial = data
-            if len(data) > MAX_LINE:  # no event line is this long: drop it, never hold it whole
-                self._partial, self._skipping = b"", True
-                self.skipped += 1
-            return []
-        self._partial = data[cut + 1 :]
-        return data[:cut].split(b"\n")
+        return self._framer.feed(data)
 
     def finish(self) -> bytes:
         """The torn tail, if any (the caller counts it); the reader stays usable."""
-        tail, self._partial = self._partial, b""
-        return tail
+        return self._framer.finish()
 
     def close(self) -> None:
         self._f.close()

@@ -14,38 +14,43 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from neurotop.trainer.protocol import Activations, Sample
+from neurotop.trainer.protocol import Activations, Sample, quantize
 
 ACTIVATION_TYPES = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.Softplus)
 WEIGHT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-def quantize(x: torch.Tensor) -> tuple[float, float, bytes]:
-    """(lo, scale, uint8 cells): the value of a cell is ``lo + cell * scale``. NaN becomes lo."""
-    x = torch.nan_to_num(x.detach().float(), nan=0.0, posinf=0.0, neginf=0.0)
-    lo, hi = float(x.min()), float(x.max())
-    scale = (hi - lo) / 255.0 if hi > lo else 1.0
-    cells = ((x - lo) / scale).round_().clamp_(0, 255).to(torch.uint8)
-    return lo, scale, cells.cpu().numpy().tobytes()
-
-
-def reduce_units(out: torch.Tensor, samples: int, max_units: int) -> torch.Tensor:
-    """A layer output (batch, units, *spatial) → (units', samples') with units' ≤ max_units:
-    spatial dims averaged, neighbouring units averaged in groups when the layer is wide."""
-    x = out.detach()[:samples]
+def units_view(out: torch.Tensor) -> torch.Tensor:
+    """A layer output as (samples, units) float: spatial positions averaged per channel."""
+    x = out.detach()
     if x.dim() == 1:
         x = x.unsqueeze(1)
     if x.dim() > 2:
         x = x.flatten(2).mean(dim=2)
-    x = x.float().t()  # (units, samples)
-    units = x.shape[0]
-    if units > max_units:
-        group = -(-units // max_units)
-        pad = group * max_units - units
-        if pad:
-            x = torch.cat([x, x[-1:].expand(pad, -1)], dim=0)
-        x = x.reshape(max_units, group, -1).mean(dim=1)
-    return x
+    return x.float()
+
+
+def group_mean(v: torch.Tensor, groups: int) -> torch.Tensor:
+    """Rows of ``v`` (units first) averaged over neighbouring units down to at most ``groups``
+    rows: the one unit reducer, for activation snapshots and health statistics alike."""
+    units = v.shape[0]
+    if units <= groups:
+        return v
+    size = -(-units // groups)
+    pad = size * groups - units
+    if pad:
+        v = torch.cat([v, v[-1:].expand(pad, *v.shape[1:])])
+    return v.reshape(groups, size, *v.shape[1:]).mean(dim=1)
+
+
+def reduce_units(out: torch.Tensor, samples: int, max_units: int) -> torch.Tensor:
+    """A layer output (batch, units, *spatial) → (units', samples') with units' ≤ max_units."""
+    return group_mean(units_view(out[:samples]).t(), max_units)
+
+
+def quantize_tensor(x: torch.Tensor) -> tuple[float, float, bytes]:
+    """The protocol's ``quantize`` of a tensor (reduced first: a few kilobytes cross to the CPU)."""
+    return quantize(x.detach().float().cpu().numpy())
 
 
 def pick_layers(model: nn.Module, layers: Iterable[str] | tuple[type, ...] | None) -> list[tuple[str, nn.Module]]:
@@ -128,7 +133,7 @@ class ActivationProbe:
             if isinstance(out, (tuple, list)):
                 out = out[0]
             reduced = reduce_units(out, self.samples, self.max_units)
-            lo, scale, cells = quantize(reduced)
+            lo, scale, cells = quantize_tensor(reduced)
             self.monitor.emit(Activations(step=step, layer=name, rows=reduced.shape[0], cols=reduced.shape[1],
                                           lo=lo, scale=scale, cells=cells, units=_units(out)))
             handle = self._handles.pop(name, None)
@@ -150,6 +155,6 @@ def image_sample(step: int, name: str, images: torch.Tensor, count: int = 8) -> 
         x = x.reshape(x.shape[0], side, -1)
     if x.dim() == 4:  # (N, C, H, W): the first channel, or the mean for colour
         x = x.mean(dim=1)
-    lo, scale, cells = quantize(x)
+    lo, scale, cells = quantize_tensor(x)
     return Sample(step=step, name=name, count=x.shape[0], height=x.shape[1], width=x.shape[2],
                   lo=lo, scale=scale, cells=cells)

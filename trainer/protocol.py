@@ -8,11 +8,16 @@ reported as malformed (or unknown, for a well-formed object of a type we do not 
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal, Union
 
 import msgspec
 
 PROTOCOL_VERSION = 1
+
+#: The longest event or command line a reader keeps: a longer one is dropped to its end (and
+#: counted), never held whole. One rule for the journal, the events pipe and the control inputs.
+MAX_EVENT_LINE = 4 << 20
 
 # Bounds that decoding enforces, so nothing downstream meets a step numpy cannot hold, a name the
 # size of a megabyte, or a snapshot that claims more cells than it carries.
@@ -141,6 +146,7 @@ class Status(msgspec.Struct, tag="status", omit_defaults=True):
     steps_per_s: float = 0.0
     overhead: float = 0.0  # fraction of the child's step time spent in monitoring
     dropped: int = 0  # live messages dropped for the pipe while the UI lagged (never for the journal)
+    coalesced: int = 0  # metric points folded into ``coalesced`` spans so far (the writer fell behind)
 
 
 class Command(msgspec.Struct, tag="command", omit_defaults=True):
@@ -221,14 +227,37 @@ class Signal(msgspec.Struct, tag="signal", omit_defaults=True):
     mean_abs: list[float | None]
 
 
+class SeriesSpan(msgspec.Struct, array_like=True):
+    """One series over a coalesced step range: ``[count, min, max, mean, last]``."""
+
+    count: int
+    min: float | None
+    max: float | None
+    mean: float | None
+    last: float | None
+
+
+class Coalesced(msgspec.Struct, tag="coalesced", omit_defaults=True):
+    """Metric points the child could not queue one by one (its writer fell behind a loop logging
+    flat out): each series summarised over steps ``first``..``step``. ``points``: the values
+    folded in, all series together. Each series' ``last`` value also travels as a ``metric`` at
+    ``step``, so a reader that knows nothing of this message still draws the newest point."""
+
+    first: Step
+    step: Step
+    t: float
+    points: int
+    series: dict[Name, SeriesSpan]
+
+
 Message = Union[Hello, Metric, Activations, Sample, ParamChange, Event, Status, Command,
-                Health, Gradients, Latent, Signal]
+                Health, Gradients, Latent, Signal, Coalesced]
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Message)
 _probe = msgspec.json.Decoder(dict)
 _KNOWN = {"hello", "metric", "activations", "sample", "param", "event", "status", "command",
-          "health", "gradients", "latent", "signal"}
+          "health", "gradients", "latent", "signal", "coalesced"}
 
 
 def _fits(kind: str, value: object, choices: list[str] | None) -> bool:
@@ -309,3 +338,72 @@ def decode_lines(lines: list[bytes], counts: DecodeCounts) -> list[Message]:
             counts.malformed += 1
             counts.last_error = str(err)[:200]
     return out
+
+
+class LineFramer:
+    """Newline-separated lines out of a byte stream read in chunks: the one framing rule.
+
+    A line longer than ``MAX_EVENT_LINE`` is dropped to its end (``oversize`` counts them) and
+    never held whole, however it arrives. ``finish()`` hands back a torn tail (no newline yet).
+    """
+
+    def __init__(self, limit: int = MAX_EVENT_LINE) -> None:
+        self.limit = limit
+        self.oversize = 0
+        self._partial = b""
+        self._skipping = False  # inside an oversize line: dropped up to its end
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The complete lines that ``data`` finishes (without their newlines)."""
+        if self._skipping:
+            end = data.find(b"\n")
+            if end < 0:
+                return []
+            data, self._skipping = data[end + 1 :], False
+        data = self._partial + data if self._partial else data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self._partial = data
+            if len(data) > self.limit:
+                self._partial, self._skipping = b"", True
+                self.oversize += 1
+            return []
+        self._partial = data[cut + 1 :]
+        if len(self._partial) > self.limit:
+            self._partial, self._skipping = b"", True
+            self.oversize += 1
+        return data[:cut].split(b"\n")
+
+    def finish(self) -> bytes:
+        """The torn tail, if any (the caller counts it); the framer stays usable."""
+        tail, self._partial = self._partial, b""
+        return tail
+
+
+def quantize(values, levels: int = 255, dtype: str = "u1") -> tuple[float, float, bytes]:
+    """(lo, scale, cells as bytes of ``dtype``) with value ≈ ``lo + cell * scale``: the one
+    quantizer for activations, samples, health and latent points. Non-finite values become 0.
+    (numpy is imported here, not at the top: a child that never quantizes does not load it.)"""
+    import numpy as np
+
+    v = np.asarray(values, np.float64)
+    if v.size == 0:
+        return 0.0, 1.0, b""
+    lo, hi = float(v.min()), float(v.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = float(v.min()), float(v.max())
+    scale = (hi - lo) / levels if hi > lo else 1.0
+    return lo, scale, ((v - lo) * (1.0 / scale) + 0.5).astype(dtype).tobytes()
+
+
+def dequantize(cells, lo: float, scale: float, count: int | None = None, dtype: str = "u1"):
+    """The values ``quantize`` encoded, as a flat float64 numpy array: ``lo + cell * scale``, at
+    most ``count`` and never more than ``cells`` (bytes, or an array of cells) carries."""
+    import numpy as np
+
+    buf = memoryview(cells)
+    dtype = np.dtype(dtype)
+    carried = buf.nbytes // dtype.itemsize
+    n = carried if count is None else max(0, min(int(count), carried))
+    return lo + np.frombuffer(buf, dtype, n).astype(np.float64) * scale

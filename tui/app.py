@@ -21,9 +21,10 @@ from textual.widgets import Footer
 from textual.worker import get_current_worker
 
 from neurotop.trainer import journal
-from neurotop.trainer.params import Refused, parse_typed, step_value
+from neurotop.trainer.params import Refused
 from neurotop.trainer.protocol import ENV_PARAMS, ENV_RESUME, Command, Value
 from neurotop.tui.link import Link, LinkClosed
+from neurotop.tui.param_input import parse_typed, step_value
 from neurotop.tui.screens.choice import ChoiceScreen
 from neurotop.tui.screens.diagnostics import DiagnosticsScreen
 from neurotop.tui.screens.edit import PromptScreen

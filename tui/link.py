@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Callable
 
 from neurotop.trainer import journal
-from neurotop.trainer.protocol import ENV_CONTROL_FD, ENV_EVENTS_FD, ENV_RUN_DIR, Command, Metric, decode_lines, encode
+from neurotop.trainer.protocol import (ENV_CONTROL_FD, ENV_EVENTS_FD, ENV_RUN_DIR, MAX_EVENT_LINE, Command, LineFramer,
+                                       Metric, decode_lines, encode)
 from neurotop.tui.parse import OutputParser, ParsedLine
 from neurotop.tui.store import RunStore
 
 POLL_INTERVAL = 0.2
 READ_CHUNK = 1 << 20
-MAX_LINE = journal.MAX_LINE  # a longer event line is dropped (counted), never buffered whole
 
 
 class LinkClosed(Exception):
@@ -225,34 +225,23 @@ class Link:
             self.store.counts.last_error = why[:200]
 
     def _read_pipe(self, fd: int) -> None:
-        partial = b""
-        skipping = False  # inside a line longer than MAX_LINE: dropped up to its end, never held
+        framer = LineFramer()
         try:
             while True:
                 data = os.read(fd, READ_CHUNK)
                 if not data:
                     break
-                data = _read_waiting(fd, data)
-                cut = data.find(b"\n") if skipping else -2
-                if skipping and cut < 0:
-                    continue
-                if skipping:
-                    data, skipping = data[cut + 1 :], False
-                data = partial + data
-                cut = data.rfind(b"\n")
-                if cut < 0:
-                    partial = data
-                    if len(partial) > MAX_LINE:
-                        partial, skipping = b"", True
-                        self._count_malformed(f"a line over {MAX_LINE >> 20} MB was dropped")
-                    continue
-                partial = data[cut + 1 :]
-                self._ingest_lines(data[:cut].split(b"\n"))
+                oversize = framer.oversize
+                lines = framer.feed(_read_waiting(fd, data))
+                if framer.oversize > oversize:
+                    self._count_malformed(f"a line over {MAX_EVENT_LINE >> 20} MB was dropped", framer.oversize - oversize)
+                if lines:
+                    self._ingest_lines(lines)
         except OSError:
             pass
         finally:
             os.close(fd)
-        if partial:
+        if framer.finish():
             with self.store.lock:
                 self.store.counts.torn += 1
 
@@ -266,7 +255,7 @@ class Link:
             while not self._closing.is_set():
                 lines = reader.read_lines(READ_CHUNK * 8)
                 if reader.skipped > skipped:
-                    self._count_malformed(f"a line over {MAX_LINE >> 20} MB was dropped", reader.skipped - skipped)
+                    self._count_malformed(f"a line over {MAX_EVENT_LINE >> 20} MB was dropped", reader.skipped - skipped)
                     skipped = reader.skipped
                 if lines:
                     self._ingest_lines(lines)

@@ -28,6 +28,7 @@ from neurotop.trainer.protocol import (
     Sample,
     Signal,
     Status,
+    dequantize,
 )
 from neurotop.tui.series import Series
 
@@ -463,5 +464,4 @@ def _float_list(values: list, n: int) -> np.ndarray:
 
 def _unit_values(cells: bytes, rows: int, lo: float, scale: float) -> np.ndarray:
     """Per-unit values of a Health message: at most ``MAX_UNIT_ROWS``, never more than it carries."""
-    rows = max(0, min(rows, MAX_UNIT_ROWS, len(cells)))
-    return lo + np.frombuffer(cells, np.uint8, rows) * scale
+    return dequantize(cells, lo, scale, min(rows, MAX_UNIT_ROWS))

@@ -12,14 +12,14 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.markup import escape
 
-from neurotop.trainer.protocol import Activations
+from neurotop.trainer.protocol import Activations, dequantize
 from neurotop.tui.store import RunStore
 from neurotop.tui.widgets.heatmap import Heatmap, shaped_cells
 
 
 def dead_units(msg: Activations, cells: np.ndarray) -> int:
     """Rows (units) whose real value is zero, within quantization, for every sample."""
-    values = msg.lo + cells.astype(np.float64) * msg.scale
+    values = dequantize(cells, msg.lo, msg.scale).reshape(cells.shape)
     tol = abs(msg.scale) / 2 if msg.scale else 1e-12
     return int(np.count_nonzero(np.all(np.abs(values) <= tol, axis=1)))
 

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.markup import escape
 from textual_plotext import PlotextPlot
 
-from neurotop.trainer.protocol import Latent
+from neurotop.trainer.protocol import Latent, dequantize
 from neurotop.tui.store import RunStore
 
 #: The most points drawn (a larger message is sampled evenly): plotext costs ~5 µs a point.
@@ -25,11 +25,9 @@ def decode_latent(msg: Latent) -> tuple[np.ndarray, np.ndarray]:
     """The projection's (x, y) as float arrays: as many points as the message claims and
     carries (a message that claims more than it holds shows what it holds)."""
     n = max(0, min(msg.points, len(msg.x) // 2, len(msg.y) // 2))
-    xs = np.frombuffer(msg.x, "<u2", n).astype(np.float64)
-    ys = np.frombuffer(msg.y, "<u2", n).astype(np.float64)
     lo = list(msg.lo[:2]) + [0.0, 0.0][len(msg.lo[:2]):]
     scale = list(msg.scale[:2]) + [1.0, 1.0][len(msg.scale[:2]):]
-    return lo[0] + xs * scale[0], lo[1] + ys * scale[1]
+    return dequantize(msg.x, lo[0], scale[0], n, "<u2"), dequantize(msg.y, lo[1], scale[1], n, "<u2")
 
 
 def _hex(rgb: tuple[int, int, int]) -> str:
