@@ -527,17 +527,17 @@ def check_journal(run_dir: Path, last_step: int) -> list:
 def test_a_full_disk_costs_no_step_and_tears_no_line(tmp_path, monkeypatch, capsys, code):
     """As root, permission bits do not stop writes: an unwritable run directory is provoked at the
     write itself (EACCES, EROFS), the same way the filling disk is."""
-    import neurotop.trainer.monitor as monitor_module
+    import neurotop.trainer.writer as writer_module
 
     flaky = FlakyOS(code)
-    monkeypatch.setattr(monitor_module, "os", flaky)
+    monkeypatch.setattr(writer_module, "os", flaky)
     mon = Monitor(run_dir=tmp_path / "run", name="full")
-    flaky.fd = mon._journal_fd
+    flaky.fd = mon.writer.journal_fd
     for step in range(1, 601):
         assert mon.step()
         mon.log(loss=1.0 / step)
         if step == 150:
-            wait_for(lambda: not mon._queue and not mon._journal_pending)
+            wait_for(mon.writer.drained)
             flaky.full = True
         if step in (200, 300, 400):  # the writer keeps trying while the disk is full
             tried = flaky.refused
