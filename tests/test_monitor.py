@@ -1,16 +1,24 @@
 """The SDK in a real child process: journal, commands over the socket, pause, stop, permissions."""
 
+import contextlib
+import io
+import math
 import os
+import random
 import socket
 import stat
 import subprocess
+import sys
+import threading
 import time
 
 
 from tests.conftest import scripted, wait_for
 from neurotop import Monitor, Param
 from neurotop.trainer import journal
-from neurotop.trainer.protocol import Command, DecodeCounts, Metric, ParamChange, Status, Event, decode_lines, encode
+from neurotop.trainer.guard import Guard
+from neurotop.trainer.protocol import (ENV_EVENTS_FD, ENV_RESUME, Coalesced, Command, DecodeCounts, Event, Metric, ParamChange, Status,
+                                       decode_lines, encode)
 
 
 def read_journal(run_dir):
@@ -151,3 +159,286 @@ def test_journal_reader_tolerates_torn_lines(tmp_path):
     with open(path, "ab") as f:
         f.write(good[:5])
     assert reader.read_lines() == [] and reader.finish() == good[:5]
+
+
+# ------------------------------------------------------------------------ the bounded writer
+class GatedOS:
+    """``os`` for the writer, whose writes to one fd wait at a gate: a writer that has fallen behind."""
+
+    def __init__(self) -> None:
+        self.fd = -1
+        self.gate = threading.Event()
+        self.waiting = threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def write(self, fd, data):
+        if fd == self.fd and not self.gate.is_set():
+            self.waiting.set()
+            self.gate.wait()
+        return os.write(fd, data)
+
+
+def test_a_writer_that_falls_behind_stays_within_its_bound_and_says_what_it_coalesced(tmp_path, monkeypatch):
+    import neurotop.trainer.writer as writer_module
+
+    bound = 500
+    monkeypatch.setattr(writer_module, "QUEUE_BOUND", bound)
+    gated = GatedOS()
+    monkeypatch.setattr(writer_module, "os", gated)
+    unread, events = os.pipe()  # the UI's end of the events pipe: nobody reads it
+    monkeypatch.setenv(ENV_EVENTS_FD, str(events))
+    mon = Monitor(run_dir=tmp_path / "r", name="behind")
+    gated.fd = mon.writer.journal_fd
+    logged, peak = 20_000, 0
+    try:
+        for step in range(1, logged + 1):
+            mon.step()
+            mon.log(loss=1.0 / step, **({"val_loss": 2.0 / step} if step % 100 == 0 else {}))
+            peak = max(peak, mon.writer.queued)
+            if step == 1000:
+                wait_for(gated.waiting.is_set)  # the writer is stuck in its first journal write
+        assert peak <= bound, f"the queue reached {peak} items"
+    finally:
+        gated.gate.set()
+        mon.close()
+        os.close(unread)
+    msgs, counts = read_journal(tmp_path / "r")
+    assert counts.malformed == 0
+    spans = [m for m in msgs if isinstance(m, Coalesced)]
+    assert spans, "nothing was coalesced"
+    folded = sum(s.points for s in spans)
+    assert folded > logged - 2 * bound
+    assert msgs[-1].coalesced == folded == mon.writer.coalesced  # the end record keeps the total
+    loss_metrics = [m for m in msgs if isinstance(m, Metric) and "loss" in m.values]
+    loss_spans = [s.series["loss"] for s in spans if "loss" in s.series]
+    # every logged value is either its own point or counted in a span (whose last value also travels)
+    assert len(loss_metrics) + sum(s.count for s in loss_spans) - len(loss_spans) == logged
+    assert all(s.min <= s.mean <= s.max and s.count >= 1 for s in loss_spans)
+    steps = [m.step for m in loss_metrics]
+    assert steps == sorted(steps) and steps[-1] == logged, "coalescing reordered the journal"
+    assert loss_metrics[-1].values["loss"] == 1.0 / logged
+
+
+# --------------------------------------------------------------------------- the null monitor
+def test_a_disabled_monitor_answers_every_public_call(tmp_path):
+    with Monitor(params={"lr": Param(0.1, min=0.0, max=1.0)}, enabled=False, run_dir=tmp_path / "x") as mon:
+        mon.submit(Command(action="set", name="lr", value=0.5))
+        mon.add_monitoring_time(0.01)
+        assert mon.step() and mon.step(10) and mon.step_count == 10
+        mon.log(loss=1.0)
+        mon.note("nothing")
+        mon.emit(Metric(step=1, t=0.0, values={}))
+        assert mon.checkpoint() is None and mon.last_checkpoint is None and mon.journal_error == ""
+        assert mon.params == {"lr": 0.1} and not mon.paused and not mon.stop_requested
+    mon.close()
+    assert not (tmp_path / "x").exists()
+
+
+class ExitRecorder:
+    """``atexit`` for the monitor module: which of its callbacks are registered now."""
+
+    def __init__(self) -> None:
+        self.callbacks: list = []
+
+    def register(self, f):
+        self.callbacks.append(f)
+
+    def unregister(self, f):
+        self.callbacks = [c for c in self.callbacks if c != f]
+
+
+def test_process_hooks_are_installed_once_and_removed_on_close(tmp_path, monkeypatch):
+    import neurotop.trainer.monitor as monitor_module
+
+    exits = ExitRecorder()
+    monkeypatch.setattr(monitor_module, "atexit", exits)
+    original = sys.excepthook
+    first = Monitor(run_dir=tmp_path / "a", name="a")
+    second = Monitor(run_dir=tmp_path / "b", name="b")  # a bridge's second fit(), before the first ends
+    try:
+        hook = sys.excepthook
+        assert hook is not original and len(exits.callbacks) == 1
+        second.close()
+        assert sys.excepthook is hook  # the first is still live
+    finally:
+        first.close()
+    assert sys.excepthook is original and exits.callbacks == []
+    for name in "cde":  # one Monitor per fit, as the Lightning and HF bridges make them
+        mon = Monitor(run_dir=tmp_path / name, name=name)
+        assert len(exits.callbacks) == 1
+        mon.close()
+        assert sys.excepthook is original and exits.callbacks == []
+    # and an exception that escapes still marks every live run failed, through the one hook
+    mon = Monitor(run_dir=tmp_path / "f", name="f")
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError as err:
+        with contextlib.redirect_stderr(io.StringIO()):
+            sys.excepthook(RuntimeError, err, err.__traceback__)
+    mon.close()
+    assert read_journal(tmp_path / "f")[0][-1].state == "failed"
+    assert sys.excepthook is original
+
+
+# ------------------------------------------------------------------------------- the guard
+def guard_events(run_dir):
+    return [m for m in read_journal(run_dir)[0] if isinstance(m, Event) and m.source == "guard"]
+
+
+def sgd_losses(n, seed=0):
+    """Batch losses as plain SGD on a small classifier gives them near convergence: around 0.02,
+    log-normal noise, and every so often one batch 10-50x the rest (0.7886 was the one seen)."""
+    rng = random.Random(seed)
+    out = []
+    for step in range(n):
+        loss = 0.02 * math.exp(rng.gauss(0.0, 0.5))
+        if step > 100 and rng.random() < 0.03:
+            loss = rng.choice([0.7886, 0.35, 0.95, 0.2])
+        out.append(loss)
+    return out
+
+
+def log_paced(mon, values, every=50):
+    """Log ``values`` a step each, letting the writer catch up now and then (as a real step does)."""
+    for i, value in enumerate(values):
+        mon.step()
+        mon.log(loss=value)
+        if i % every == 0:
+            wait_for(mon.writer.drained)
+
+
+def test_a_noisy_sgd_batch_never_trips_the_guard(tmp_path):
+    mon = Monitor(run_dir=tmp_path / "r", name="sgd")  # the guard's flagging alone: it pauses nothing
+    losses = sgd_losses(3000)
+    try:
+        log_paced(mon, losses)
+        assert math.isfinite(mon.spike_guard.limit)  # it was watching, and saw single batches above 10x
+        assert sum(1 for v in losses[100:] if v > 10 * 0.02) > 50
+    finally:
+        mon.close()
+    assert guard_events(tmp_path / "r") == []
+
+
+def test_a_real_divergence_trips_after_more_than_one_step_and_clears_the_alarm_when_it_passes(tmp_path):
+    from neurotop.tui.store import RunStore
+
+    mon = Monitor(run_dir=tmp_path / "r", name="spike")
+    try:
+        log_paced(mon, sgd_losses(300))
+        mon.step()
+        mon.log(loss=5.0)
+        mon.step()
+        mon.log(loss=6.0)
+        wait_for(mon.writer.drained)
+        assert guard_events(tmp_path / "r") == []  # two steps up: not yet
+        mon.step()
+        mon.log(loss=7.0)
+        log_paced(mon, sgd_losses(20, seed=1))
+    finally:
+        mon.close()
+    warning, recovered = guard_events(tmp_path / "r")
+    assert warning.kind == "warning" and "jumped to 7" in warning.text
+    assert recovered.kind == "recovered"
+    store = RunStore()
+    store.ingest(read_journal(tmp_path / "r")[0][:-1])  # all but the end record
+    assert store.alert == "", "the header still shows an alarm for a spike that passed"
+    store = RunStore()
+    store.ingest([m for m in read_journal(tmp_path / "r")[0] if not (isinstance(m, Event) and m.kind == "recovered")])
+    assert "jumped" in store.alert  # shown while it lasts
+
+
+def test_a_nan_trips_the_guard_at_once():
+    guard = Guard(spike=10.0, patience=3)
+    assert guard.check(float("nan")) == "diverged"
+
+
+def diverging_run(tmp_path, on_pause):
+    """A run whose loss explodes once ``lr`` exceeds 1: a checkpoint at step 100 (lr 1e-3), lr 10
+    asked for at step 150. ``on_pause(mon)`` answers each pause of the guard, as a person would."""
+    model = {"level": 0.05}  # what the weights decide: the loss's level
+    saved = {}
+
+    def save(path):
+        saved.update(model)
+        path.write_bytes(b"weights")
+
+    def load(path):
+        model.update(saved)
+
+    mon = Monitor(params={"lr": Param(1e-3, min=1e-6, max=100.0, log=True)}, run_dir=tmp_path / "r",
+                  name="diverging", guard=True, save=save, load=load)
+    pauses = []
+
+    def answer():
+        while not mon._closed:
+            if mon.paused and len(pauses) < 5:
+                pauses.append(mon.step_count)
+                on_pause(mon)
+                wait_for(lambda: not mon.paused or mon._closed)
+            time.sleep(0.01)
+
+    helper = threading.Thread(target=answer, daemon=True)
+    helper.start()
+    rng = random.Random(3)
+    try:
+        for step in range(1, 400):
+            if not mon.step():
+                break
+            if step == 100:
+                assert mon.checkpoint(source="auto", name="last-good")
+            if step == 150:
+                mon.submit(Command(action="set", name="lr", value=10.0, source="ui"))
+            if mon.params["lr"] > 1:
+                model["level"] = min(model["level"] * 3, 1e6)
+            loss = model["level"] * math.exp(rng.gauss(0.0, 0.2))
+            mon.log(loss=loss)
+            if step % 50 == 0:
+                wait_for(mon.writer.drained)
+    finally:
+        mon.close()
+        helper.join(5)
+    return mon, pauses
+
+
+def test_roll_back_restores_the_values_at_the_checkpoint_and_says_so(tmp_path):
+    def roll_back(mon):
+        mon.submit(Command(action="rollback", source="ui"))
+        mon.submit(Command(action="resume", source="ui"))
+
+    mon, pauses = diverging_run(tmp_path, roll_back)
+    assert len(pauses) == 1, f"the guard paused the run {len(pauses)} times"
+    assert mon.params["lr"] == 1e-3
+    msgs = read_journal(tmp_path / "r")[0]
+    restore = next(m for m in msgs if isinstance(m, Event) and m.kind == "restore")
+    assert "lr 10 → 0.001" in restore.text
+    back = [m for m in msgs if isinstance(m, ParamChange) and m.ok][-1]
+    assert (back.name, back.old, back.new, back.source) == ("lr", 10.0, 1e-3, "ui")
+    assert [m.kind for m in guard_events(tmp_path / "r")] == ["diverged"]
+
+
+def test_a_run_that_goes_on_far_above_its_earlier_loss_is_warned(tmp_path):
+    def go_on(mon):
+        mon.submit(Command(action="set", name="lr", value=2.0, source="ui"))  # still too high
+        mon.submit(Command(action="resume", source="ui"))
+
+    mon, pauses = diverging_run(tmp_path, go_on)
+    events = guard_events(tmp_path / "r")
+    assert [e.kind for e in events][:2] == ["diverged", "warning"]
+    assert "after resuming" in events[1].text and "before" in events[1].text
+    assert events[1].step < pauses[0] + 30  # said soon after the resume, not at the next trip
+
+
+def test_a_restart_far_above_the_checkpoint_loss_is_warned(tmp_path, monkeypatch):
+    first = Monitor(run_dir=tmp_path / "a", name="a", save=lambda p: p.write_bytes(b"w"), load=lambda p: 100)
+    log_paced(first, sgd_losses(100))
+    ckpt = first.checkpoint()
+    first.close()
+    monkeypatch.setenv(ENV_RESUME, str(ckpt))
+    second = Monitor(run_dir=tmp_path / "b", name="b", save=lambda p: p.write_bytes(b"w"), load=lambda p: 100)
+    assert second.step_count == 100
+    log_paced(second, [0.8] * 30)
+    second.close()
+    warning = guard_events(tmp_path / "b")[0]
+    assert warning.kind == "warning" and "after the restart" in warning.text

@@ -218,8 +218,7 @@ class Monitor:
             detail = detail or (self._failure or "")
             if exit_code is None and self._failure:
                 exit_code = 1
-        self.writer.put(self._status(state, exit_code=exit_code, detail=detail))
-        self.writer.close()
+        self.writer.close(lambda: self._status(state, exit_code=exit_code, detail=detail))
         self.control.close()
         os.close(self.writer.journal_fd)
         self._update_info(state=state, exit_code=exit_code, ended=time.time())

@@ -98,11 +98,11 @@ class Writer:
     writer thread for every metric written; ``heartbeat()`` about once a second."""
 
     def __init__(self, journal_fd: int, events_fd: int | None, observe: Callable[[Metric], None],
-                 heartbeat: Callable[[], None], bound: int = QUEUE_BOUND) -> None:
+                 heartbeat: Callable[[], None], bound: int | None = None) -> None:
         self.journal_fd, self.events_fd = journal_fd, events_fd
         if events_fd is not None:
             os.set_blocking(events_fd, False)
-        self.bound = bound
+        self.bound = bound or QUEUE_BOUND
         self._observe, self._heartbeat = observe, heartbeat
         self._queue: collections.deque = collections.deque()
         self._span: _Span | None = None
@@ -111,6 +111,7 @@ class Writer:
         self._pipe_pending = bytearray()
         self._wake = threading.Event()
         self._closing = threading.Event()
+        self._end_record: Callable[[], Any] | None = None
         self.dropped_for_pipe = 0
         self.coalesced = 0  # metric values folded into spans, over the run
         self.snapshots_dropped = 0  # snapshots offered while the queue was full
@@ -156,8 +157,10 @@ class Writer:
     def start(self) -> None:
         self._thread.start()
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Write what waits, then stop the thread."""
+    def close(self, end_record: Callable[[], Any], timeout: float = 10.0) -> None:
+        """Write what waits, then the message ``end_record()`` makes (built after everything else
+        is written, so its counts are final), then stop the thread."""
+        self._end_record = end_record
         self._closing.set()
         self._wake.set()
         self._thread.join(timeout=timeout)
@@ -176,6 +179,9 @@ class Writer:
             self.cpu_seconds += time.thread_time() - t_cpu
             if closing:
                 self._write_all()
+                self._encode([self._end_record()])
+                self._flush_journal()
+                self._flush_pipe()
                 return
             if self._pipe_pending and self.events_fd is not None:
                 try:  # the UI is behind: wake as soon as the pipe has room, not a whole interval later

@@ -210,7 +210,7 @@ class RunStore:
             self.notices.append(Notice(msg.text, "error" if kind == "diverged" else "warning"))
             if msg.source == "guard":
                 self.alert = msg.text
-        elif kind == "resume":
+        elif kind == "resume" or (kind == "recovered" and msg.source == "guard"):
             self.alert = ""
         elif kind == "restore":
             self.notices.append(Notice(msg.text or f"restored {msg.path}"))
