@@ -38,7 +38,8 @@ FULL = {
     "tb": {"scalars": 1_000_000},
     "journal": [1_000_000, 10_000_000],
     "terminal": {"warmup": 5.0, "seconds": 20.0},
-    "soak": [{"kind": "raw", "steps": 10_000_000, "cap": 75.0}, {"kind": "sdk", "steps": 10_000_000, "cap": 20.0}],
+    "soak": [{"kind": "raw", "steps": 10_000_000, "cap": 75.0}, {"kind": "sdk", "steps": 10_000_000, "cap": 20.0},
+             {"kind": "unread", "steps": 0, "cap": 60.0}],
 }
 QUICK = {
     "log": {"calls": 30_000, "tb_calls": 2_000, "wandb_calls": 200, "rounds": 2},
@@ -269,6 +270,16 @@ def bench_soak(cfgs: list[dict], raw: dict) -> list[Row]:
                 f"{_rss_line(s)}. Event-loop lag of a 100 ms sleep: median {s['loop_lag_ms_median']:.1f} ms, max "
                 f"{s['loop_lag_ms_max']:.0f} ms.",
             ]
+        elif s["kind"] == "unread":
+            row = Row("soak: the Monitor SDK logging flat out into a UI that reads nothing",
+                      f"child RSS +{s['growth_mb']:.0f} MB in {s['seconds']:.0f} s (before the bounded queue: "
+                      f"34 → 627 MB in 20 s)", "—", "—", "≤ +50 MB over 60 s", s["growth_mb"] <= 50)
+            row.notes = [
+                f"`bench.soak_child sdk` with an events pipe held open and never read. The child's RSS "
+                f"{_rss_line(s, 'child_rss')}; it logged {s['child_steps']:,} steps, of which the writer "
+                f"coalesced {s['coalesced_points']:,} points into min/max/mean/last spans (journaled as "
+                f"`coalesced` messages; `status.coalesced` {s['status_coalesced'] or 0:,} at the last heartbeat).",
+            ]
         else:
             row = Row("soak: the Monitor SDK logging flat out, through the pipe into the headless app",
                       f"UI took {fmt_rate(s['ui_points_per_s'])} of the child's {fmt_rate(s['child_steps_per_s'])}",
@@ -378,6 +389,10 @@ def _details(raw: dict) -> list[str]:
         out.append(f"- Terminal bytes by screen row (KB/s, top 8): {rows}. Pane regions (x, y, w, h): "
                    + ", ".join(f"{k} {tuple(v)}" for k, v in t.get("regions", {}).items()) + ".")
     for s in raw.get("soak", []):
+        if s["kind"] == "unread":
+            out.append("- Soak (unread) child RSS: " + "; ".join(
+                f"{p['t']:.0f} s: step {p['child_step']:,}, {p['child_rss']:.0f} MB" for p in s["timeline"][::10]) + ".")
+            continue
         out.append(f"- Soak ({s['kind']}) timeline: " + "; ".join(
             f"{p['t']:.0f} s: child {p['child_step']:,}, UI {p['ui_step']:,}, {p['ui_rss']:.0f} MB"
             for p in s["timeline"]) + ".")

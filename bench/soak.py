@@ -31,6 +31,10 @@ def _child_step(run_dir: Path, kind: str) -> int:
 
 
 def measure(steps: int = 10_000_000, cap: float = 75.0, kind: str = "sdk") -> dict:
+    """``kind``: ``raw``, ``sdk`` (both into the headless app) or ``unread`` (``measure_unread``
+    for ``cap`` seconds)."""
+    if kind == "unread":
+        return dict(measure_unread(cap), kind=kind, cap_s=cap)
     from neurotop.tui.app import NeurotopApp
     from neurotop.tui.link import Link
 
@@ -106,5 +110,58 @@ def measure(steps: int = 10_000_000, cap: float = 75.0, kind: str = "sdk") -> di
     progress(f"soak ({kind}): child {out['child_steps_per_s']:,.0f} steps/s, UI {out['ui_points_per_s']:,.0f} points/s, "
              f"backlog {out['backlog_steps']:,} at {out['elapsed_s']:.0f} s")
     os.environ.pop("NEUROTOP_RUN_DIR", None)
+    shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
+def measure_unread(seconds: float = 60.0) -> dict:
+    """The SDK logging flat out into a UI that reads nothing: ``bench.soak_child sdk`` with an
+    events pipe whose other end is held open and never read. The child's RSS once a second, from
+    its first journal line (the Monitor is up) for ``seconds``; its writer's queue is bounded, so
+    the growth stays small, and the journal says how many points it coalesced."""
+    import subprocess
+
+    from neurotop.trainer.protocol import ENV_EVENTS_FD, ENV_RUN_DIR, Coalesced, DecodeCounts, Status, decode_lines
+
+    root = Path(tempfile.mkdtemp(prefix="neurotop-bench-unread-"))
+    run_dir = journal.create_run_dir(root, "unread")
+    unread, events = os.pipe()
+    env = dict(os.environ, **{ENV_EVENTS_FD: str(events), ENV_RUN_DIR: str(run_dir)})
+    child = subprocess.Popen([sys.executable, "-m", "bench.soak_child", "sdk", str(10**12)], env=env,
+                             pass_fds=(events,), stdout=subprocess.DEVNULL, start_new_session=True)
+    os.close(events)
+    timeline = []
+    try:
+        while not (run_dir / journal.JOURNAL).exists() or not (run_dir / journal.JOURNAL).stat().st_size:
+            time.sleep(0.01)
+        t0 = time.perf_counter()
+        while (elapsed := time.perf_counter() - t0) < seconds:
+            timeline.append({"t": round(elapsed, 1), "child_rss": round(rss_mb(child.pid), 1),
+                             "child_step": _child_step(run_dir, "sdk")})
+            time.sleep(1.0)
+    finally:
+        child.send_signal(signal.SIGTERM)
+        child.wait(60)
+        os.close(unread)
+    counts = DecodeCounts()
+    coalesced = 0
+    last_status = None
+    reader = journal.JournalReader(run_dir / journal.JOURNAL)
+    try:
+        while lines := reader.read_lines(64 << 20):
+            for m in decode_lines(lines, counts):
+                if isinstance(m, Coalesced):
+                    coalesced += m.points
+                elif isinstance(m, Status):
+                    last_status = m
+    finally:
+        reader.close()
+    logged = max(p["child_step"] for p in timeline)
+    rss = [p["child_rss"] for p in timeline]
+    out = {"seconds": seconds, "timeline": timeline, "rss_start": rss[0], "rss_max": max(rss), "rss_end": rss[-1],
+           "growth_mb": max(rss) - rss[0], "child_steps": logged, "coalesced_points": coalesced,
+           "status_coalesced": last_status.coalesced if last_status else None, "malformed": counts.malformed}
+    progress(f"soak (sdk, UI reads nothing): child RSS {rss[0]:.0f} → max {max(rss):.0f} MB in {seconds:.0f} s, "
+             f"{coalesced:,} points coalesced")
     shutil.rmtree(root, ignore_errors=True)
     return out

@@ -159,3 +159,19 @@ def set_base_lr(value: float, optimizers: list[Any], schedulers: list[Any]) -> N
                 group["initial_lr"] = group["initial_lr"] * factor
         if bases:
             sched.base_lrs = [b * factor for b in bases]
+
+
+class BridgeOwner:
+    """What each framework's callback shows of its ``bridge``: the current fit's ``Monitor``
+    (None before it starts) and the declared parameters' values."""
+
+    bridge: Bridge
+
+    @property
+    def monitor(self) -> Monitor | None:
+        return self.bridge.monitor
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The declared parameters' current values (defaults before the fit starts)."""
+        return self.bridge.params

@@ -36,7 +36,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from neurotop.integrations._bridge import Bridge
+from neurotop.integrations._bridge import Bridge, BridgeOwner
 from neurotop.trainer.params import Param
 
 __all__ = ["NeurotopCallback"]
@@ -46,7 +46,7 @@ SUMMARY_KEYS = frozenset({"epoch", "total_flos", "train_runtime", "train_samples
                           "train_steps_per_second", "train_loss"})
 
 
-class NeurotopCallback(TrainerCallback):
+class NeurotopCallback(BridgeOwner, TrainerCallback):
     """Monitor a ``transformers.Trainer``; see the module docstring."""
 
     def __init__(self, params: dict[str, Param] | None = None, probes: Any = None, *, probe_every: int = 50,
@@ -59,15 +59,6 @@ class NeurotopCallback(TrainerCallback):
         self._optimizer: Any = None
         self._step = 0
         self._save_asked = False
-
-    @property
-    def monitor(self):
-        return self.bridge.monitor
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """The declared parameters' current values (defaults before the fit starts)."""
-        return self.bridge.params
 
     # ---------------------------------------------------------------------------------- hooks
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):

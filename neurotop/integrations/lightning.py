@@ -40,13 +40,13 @@ try:
 except ImportError:  # the older package name
     from pytorch_lightning.callbacks import Callback  # type: ignore[no-redef]
 
-from neurotop.integrations._bridge import Bridge
+from neurotop.integrations._bridge import Bridge, BridgeOwner
 from neurotop.trainer.params import Param
 
 __all__ = ["NeurotopCallback"]
 
 
-class NeurotopCallback(Callback):
+class NeurotopCallback(BridgeOwner, Callback):
     """Monitor a Lightning ``Trainer.fit``; see the module docstring."""
 
     def __init__(self, params: dict[str, Param] | None = None, probes: Any = None, *, probe_every: int = 50,
@@ -58,16 +58,6 @@ class NeurotopCallback(Callback):
         self.log_loss = log_loss
         self._trainer: Any = None
         self._module: Any = None
-
-    @property
-    def monitor(self):
-        """The ``Monitor`` of the current fit (None before it starts)."""
-        return self.bridge.monitor
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """The declared parameters' current values (defaults before the fit starts)."""
-        return self.bridge.params
 
     # ---------------------------------------------------------------------------------- hooks
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:

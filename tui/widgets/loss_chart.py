@@ -16,15 +16,15 @@ from textual_plotext import PlotextPlot
 from neurotop.tui.series import SMOOTHING
 from neurotop.tui.store import RunStore
 
-MAX_SERIES = 4
+MAX_PLOTTED = 4  # series drawn at once (the store keeps up to its MAX_SERIES)
 MIN_SPAN = 16
 
 
 def series_order(names: list[str]) -> list[str]:
-    """``loss`` first, then other losses, then the rest; at most ``MAX_SERIES``."""
+    """``loss`` first, then other losses, then the rest; at most ``MAX_PLOTTED``."""
     def key(name: str) -> tuple[int, str]:
         return (0 if name == "loss" else 1 if "loss" in name else 2, name)
-    return sorted(names, key=key)[:MAX_SERIES]
+    return sorted(names, key=key)[:MAX_PLOTTED]
 
 
 class LossChart(PlotextPlot):
