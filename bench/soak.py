@@ -146,10 +146,11 @@ def measure_unread(seconds: float = 60.0) -> dict:
     counts = DecodeCounts()
     coalesced = 0
     last_status = None
-    reader = journal.JournalReader(run_dir / journal.JOURNAL)
+    path = run_dir / journal.JOURNAL
+    reader = journal.JournalReader(path)
     try:
-        while lines := reader.read_lines(64 << 20):
-            for m in decode_lines(lines, counts):
+        while reader.offset < path.stat().st_size:
+            for m in decode_lines(reader.read_lines(64 << 20), counts):
                 if isinstance(m, Coalesced):
                     coalesced += m.points
                 elif isinstance(m, Status):

@@ -412,7 +412,7 @@ def test_roll_back_restores_the_values_at_the_checkpoint_and_says_so(tmp_path):
     assert mon.params["lr"] == 1e-3
     msgs = read_journal(tmp_path / "r")[0]
     restore = next(m for m in msgs if isinstance(m, Event) and m.kind == "restore")
-    assert "lr 10 → 0.001" in restore.text
+    assert "lr 10.0 → 0.001" in restore.text
     back = [m for m in msgs if isinstance(m, ParamChange) and m.ok][-1]
     assert (back.name, back.old, back.new, back.source) == ("lr", 10.0, 1e-3, "ui")
     assert [m.kind for m in guard_events(tmp_path / "r")] == ["diverged"]

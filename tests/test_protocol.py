@@ -1,12 +1,14 @@
 import math
 
+import numpy as np
 import pytest
 
 from neurotop.trainer.params import Param, Refused
 from neurotop.tui.param_input import parse_typed, step_value
 from neurotop.trainer.protocol import (
-    Activations, Command, DecodeCounts, Event, Hello, LayerInfo, Metric, ParamChange, ParamSpec, Sample,
-    Status, decode, decode_lines, encode, Malformed, Unknown,
+    MAX_EVENT_LINE, Activations, Coalesced, Command, DecodeCounts, Event, Hello, LayerInfo, LineFramer, Metric,
+    ParamChange, ParamSpec, Sample, SeriesSpan, Status, decode, decode_lines, dequantize, encode, quantize,
+    Malformed, Unknown,
 )
 
 EXAMPLES = [
@@ -106,3 +108,47 @@ def test_no_eval_of_payloads():
     assert isinstance(cmd.value, str)
     with pytest.raises(Refused):
         Param("adam", choices=["adam"]).validate(cmd.value)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
+def test_the_line_framer_keeps_lines_whole_and_drops_an_oversize_one_to_its_end(chunk):
+    stream = b'{"a":1}\n' + b"x" * 300 + b"\n" + b'{"b":2}\n{"c":3}\n' + b"y" * 500 + b"\n{\"d\":4}\n" + b'{"torn"'
+    framer = LineFramer(limit=100)
+    lines = []
+    for i in range(0, len(stream), chunk):
+        lines += framer.feed(stream[i : i + chunk])
+    assert lines == [b'{"a":1}', b'{"b":2}', b'{"c":3}', b'{"d":4}']
+    assert framer.oversize == 2
+    assert framer.finish() == b'{"torn"' and framer.finish() == b""
+
+
+def test_the_journal_reader_uses_the_one_limit(tmp_path):
+    from neurotop.trainer.journal import JournalReader
+
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(b"z" * (MAX_EVENT_LINE + 1) + b"\n" + b'{"ok":1}\n')
+    reader = JournalReader(path)
+    lines = []
+    while reader.offset < path.stat().st_size:
+        lines += reader.read_lines(1 << 20)
+    assert lines == [b'{"ok":1}'] and reader.skipped == 1
+    reader.close()
+
+
+@pytest.mark.parametrize("levels,dtype", [(255, "u1"), (65535, "<u2")])
+def test_quantize_and_dequantize_are_each_others_inverse(levels, dtype):
+    values = np.array([-1.5, 0.0, 0.25, 3.0, float("nan")])
+    lo, scale, cells = quantize(values, levels, dtype)
+    back = dequantize(cells, lo, scale, dtype=dtype)
+    np.testing.assert_allclose(back[:4], values[:4], atol=scale / 2 + 1e-12)
+    assert back[4] == pytest.approx(0.0, abs=scale)  # what is not finite travels as 0
+    assert len(dequantize(cells, lo, scale, 99, dtype)) == 5  # never more than the cells carry
+    assert len(dequantize(cells, lo, scale, 2, dtype)) == 2
+
+
+def test_a_coalesced_span_travels_and_is_known():
+    msg = Coalesced(first=10, step=20, t=1.0, points=11,
+                    series={"loss": SeriesSpan(count=11, min=0.1, max=0.9, mean=0.4, last=0.2)})
+    line = encode(msg)
+    assert b'"loss":[11,0.1,0.9,0.4,0.2]' in line
+    assert decode(line) == msg

@@ -359,7 +359,7 @@ class Monitor:
             old = self.params.get(name)
             if name in self.declared and value != old and self._apply_set(
                     Command(action="set", name=name, value=value, source=source), time.time(), self.step_count):
-                changed.append(f"{name} {_short(old)} → {_short(value)}")
+                changed.append(f"{name} {old} → {self.params[name]}")
         return changed
 
     def _take_env_params(self) -> None:
@@ -541,8 +541,3 @@ def _fd_from_env(var: str) -> int | None:
     except (ValueError, OSError):
         return None
     return fd
-
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

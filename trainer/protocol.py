@@ -343,8 +343,8 @@ def decode_lines(lines: list[bytes], counts: DecodeCounts) -> list[Message]:
 class LineFramer:
     """Newline-separated lines out of a byte stream read in chunks: the one framing rule.
 
-    A line longer than ``MAX_EVENT_LINE`` is dropped to its end (``oversize`` counts them) and
-    never held whole, however it arrives. ``finish()`` hands back a torn tail (no newline yet).
+    A line longer than ``limit`` (``MAX_EVENT_LINE``) is dropped (``oversize`` counts them),
+    however it arrives: whole in one chunk, or in pieces, which are never held past the limit. ``finish()`` hands back a torn tail (no newline yet).
     """
 
     def __init__(self, limit: int = MAX_EVENT_LINE) -> None:
@@ -372,7 +372,12 @@ class LineFramer:
         if len(self._partial) > self.limit:
             self._partial, self._skipping = b"", True
             self.oversize += 1
-        return data[:cut].split(b"\n")
+        lines = data[:cut].split(b"\n")
+        if cut > self.limit:  # only then can a complete line be oversize
+            kept = [line for line in lines if len(line) <= self.limit]
+            self.oversize += len(lines) - len(kept)
+            lines = kept
+        return lines
 
     def finish(self) -> bytes:
         """The torn tail, if any (the caller counts it); the framer stays usable."""
