@@ -354,9 +354,11 @@ def test_a_nan_trips_the_guard_at_once():
     assert guard.check(float("nan")) == "diverged"
 
 
-def diverging_run(tmp_path, on_pause):
+def diverging_run(tmp_path, on_pause, change_at=150, rolling=False):
     """A run whose loss explodes once ``lr`` exceeds 1: a checkpoint at step 100 (lr 1e-3), lr 10
-    asked for at step 150. ``on_pause(mon)`` answers each pause of the guard, as a person would."""
+    asked for at ``change_at``. ``rolling``: a "last good" checkpoint every 100 steps while the run
+    is ``steady``, as the demo takes them. ``on_pause(mon)`` answers each pause of the guard, as a
+    person would."""
     model = {"level": 0.05}  # what the weights decide: the loss's level
     saved = {}
 
@@ -388,7 +390,9 @@ def diverging_run(tmp_path, on_pause):
                 break
             if step == 100:
                 assert mon.checkpoint(source="auto", name="last-good")
-            if step == 150:
+            elif rolling and step % 100 == 0 and mon.steady:
+                mon.checkpoint(source="auto", name="last-good")
+            if step == change_at:
                 mon.submit(Command(action="set", name="lr", value=10.0, source="ui"))
             if mon.params["lr"] > 1:
                 model["level"] = min(model["level"] * 3, 1e6)
@@ -402,11 +406,12 @@ def diverging_run(tmp_path, on_pause):
     return mon, pauses
 
 
-def test_roll_back_restores_the_values_at_the_checkpoint_and_says_so(tmp_path):
-    def roll_back(mon):
-        mon.submit(Command(action="rollback", source="ui"))
-        mon.submit(Command(action="resume", source="ui"))
+def roll_back(mon):
+    mon.submit(Command(action="rollback", source="ui"))
+    mon.submit(Command(action="resume", source="ui"))
 
+
+def test_roll_back_restores_the_values_at_the_checkpoint_and_says_so(tmp_path):
     mon, pauses = diverging_run(tmp_path, roll_back)
     assert len(pauses) == 1, f"the guard paused the run {len(pauses)} times"
     assert mon.params["lr"] == 1e-3
@@ -416,6 +421,15 @@ def test_roll_back_restores_the_values_at_the_checkpoint_and_says_so(tmp_path):
     back = [m for m in msgs if isinstance(m, ParamChange) and m.ok][-1]
     assert (back.name, back.old, back.new, back.source) == ("lr", 10.0, 1e-3, "ui")
     assert [m.kind for m in guard_events(tmp_path / "r")] == ["diverged"]
+
+
+def test_a_rolling_checkpoint_is_not_taken_in_the_steps_after_a_change(tmp_path):
+    """lr 10 two steps before the demo's "last good" checkpoint: that checkpoint must not be
+    taken, or the roll back would bring lr 10 back."""
+    mon, pauses = diverging_run(tmp_path, roll_back, change_at=198, rolling=True)
+    assert len(pauses) == 1 and mon.params["lr"] == 1e-3
+    saved = [m.step for m in read_journal(tmp_path / "r")[0] if isinstance(m, Event) and m.kind == "checkpoint"]
+    assert 200 not in saved and 100 in saved
 
 
 def test_a_run_that_goes_on_far_above_its_earlier_loss_is_warned(tmp_path):

@@ -49,6 +49,9 @@ from neurotop.trainer.protocol import (
 )
 from neurotop.trainer.writer import Writer
 
+#: Steps after a parameter change or a restore before the run counts as ``steady`` again.
+SETTLE_STEPS = 50
+
 
 class Monitor:
     """Connects a training loop to neurotop. See the module docstring for the five-line use.
@@ -102,6 +105,7 @@ class Monitor:
         self.guard, self.guard_key = guard, guard_key
         self.spike_guard = Guard(spike, patience)
         self._diverged: tuple[int, float] | None = None  # set by log(), handled at the next step()
+        self._changed_at = 0  # the step of the last parameter change or restore
         self.name = name or Path(sys.argv[0]).stem or "run"
         env_dir = os.environ.get(ENV_RUN_DIR)
         if run_dir is not None:
@@ -199,6 +203,13 @@ class Monitor:
         return path
 
     @property
+    def steady(self) -> bool:
+        """The guarded value is in line, and no parameter changed (nor a checkpoint was restored)
+        in the last ``SETTLE_STEPS`` steps: a good moment for a rolling "last good" checkpoint."""
+        guard = self.spike_guard
+        return guard.calm and self.step_count - self._changed_at >= SETTLE_STEPS
+
+    @property
     def last_checkpoint(self) -> Path | None:
         return self.checkpoints.last
 
@@ -252,9 +263,10 @@ class Monitor:
         """Reported once per episode; with the guard on, pause before the next optimizer step."""
         step, value = self._diverged
         self._diverged = None
-        what = "is not finite" if not math.isfinite(value) else (
-            f"jumped to {value:.4g} and stayed up for {self.spike_guard.patience} values")
-        text = f"{self.guard_key} {what} at step {step:,}"
+        if math.isfinite(value):
+            text = f"{self.guard_key} jumped to {value:.4g} at step {step:,} ({self.spike_guard.patience} in a row)"
+        else:
+            text = f"{self.guard_key} is not finite at step {step:,}"
         if self.guard and not self.paused:
             self.paused = True
             self.writer.put(Event(step=step, t=time.time(), kind="diverged", source="guard",
@@ -327,6 +339,7 @@ class Monitor:
                                             reason=f"on_change failed: {err}", source=cmd.source))
                 return False
         self.params[cmd.name] = value
+        self._changed_at = step
         self.writer.put(ParamChange(step=step, t=now, name=cmd.name, new=value, old=old, source=cmd.source))
         return True
 
@@ -339,6 +352,7 @@ class Monitor:
             self.note(f"could not restore {path.name}: {err}", kind="warning", source=source)
             return False
         text = f"restored {path.name}"
+        self._changed_at = self.step_count
         if source == "restart":  # the restart's own values (NEUROTOP_PARAMS) stand
             if restored.step is not None:
                 self.step_count = restored.step
@@ -461,6 +475,10 @@ class NullMonitor(Monitor):
 
     def checkpoint(self, source: str = "script", name: str | None = None) -> Path | None:
         return None
+
+    @property
+    def steady(self) -> bool:
+        return True
 
     @property
     def last_checkpoint(self) -> Path | None:

@@ -8,7 +8,6 @@ Run it with ``neurotop demo`` (under the TUI) or ``python -m neurotop.trainer.de
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 import torch
@@ -143,7 +142,7 @@ def train(args: argparse.Namespace) -> Monitor:
                 insights.after_step(step)
                 loss_value = loss.item()
                 mon.log(loss=loss_value)
-                if args.checkpoint_every and step % args.checkpoint_every == 0 and math.isfinite(loss_value):
+                if args.checkpoint_every and step % args.checkpoint_every == 0 and mon.steady:
                     mon.checkpoint(source="auto", name="last-good")
                 if step % args.val_every == 0:
                     with torch.no_grad():
