@@ -178,11 +178,14 @@ class Writer:
                 self._heartbeat()
             self.cpu_seconds += time.thread_time() - t_cpu
             if closing:
-                self._write_all()
+                while self._queue or self._span is not None:
+                    self._write_all()
                 self._encode([self._end_record()])
                 self._flush_journal()
                 self._flush_pipe()
                 return
+            if self._queue or self._span is not None:
+                continue  # more arrived while this round was written
             if self._pipe_pending and self.events_fd is not None:
                 try:  # the UI is behind: wake as soon as the pipe has room, not a whole interval later
                     select.select([], [self.events_fd], [], FLUSH_INTERVAL)
@@ -193,14 +196,19 @@ class Writer:
             self._wake.clear()
 
     def _write_all(self) -> None:
-        """Drain the queue in slices of ``BATCH`` items, flushing between them, so neither buffer
-        grows with a burst; then the span folded meanwhile, which is newer than all of it."""
+        """Write what the queue holds now, in slices of ``BATCH`` items, flushing between them, so
+        neither buffer grows with a burst (what arrives meanwhile waits for the next round, so a
+        heartbeat is never starved); then, once the queue is empty, the span folded meanwhile,
+        which is newer than all of it."""
         queue = self._queue
-        while queue:
-            self._encode(queue.popleft() for _ in range(min(len(queue), BATCH)))
+        remaining = len(queue)
+        while remaining:
+            n = min(remaining, BATCH)
+            self._encode(queue.popleft() for _ in range(n))
+            remaining -= n
             self._flush_journal()
             self._flush_pipe()
-        if self._span is not None:
+        if self._span is not None and not queue:
             with self._span_lock:
                 span, self._span = self._span, None
             self.coalesced += span.points
