@@ -65,7 +65,7 @@ class Monitor:
     back also restores the parameter values that were in force when the checkpoint was taken.
 
     ``guard``: when ``guard_key`` turns NaN/Inf, or stays for ``patience`` values in a row above
-    its running median by ``spike`` × the median (and many times its usual spread), the run pauses
+    ``spike`` × its running median and many spreads above it (``neurotop.trainer.guard``), the run pauses
     at the next step and the UI offers to roll back, halve the learning rate or go on. Without the
     guard the same is flagged (a warning event, and a ``recovered`` event when it is back in line)
     and training carries on. Either way a run that resumes far above its earlier level is warned of.
