@@ -98,11 +98,11 @@ class Writer:
     writer thread for every metric written; ``heartbeat()`` about once a second."""
 
     def __init__(self, journal_fd: int, events_fd: int | None, observe: Callable[[Metric], None],
-                 heartbeat: Callable[[], None], bound: int | None = None) -> None:
+                 heartbeat: Callable[[], None]) -> None:
         self.journal_fd, self.events_fd = journal_fd, events_fd
         if events_fd is not None:
             os.set_blocking(events_fd, False)
-        self.bound = bound or QUEUE_BOUND
+        self.bound = QUEUE_BOUND
         self._observe, self._heartbeat = observe, heartbeat
         self._queue: collections.deque = collections.deque()
         self._span: _Span | None = None
