@@ -22,7 +22,6 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from neurotop.trainer.params import Param
-from neurotop.tui.param_input import step_value
 from neurotop.trainer.protocol import (
     DecodeCounts,
     Event,
@@ -37,6 +36,7 @@ from neurotop.trainer.protocol import (
     decode_lines,
     encode,
 )
+from neurotop.tui.param_input import step_value
 from neurotop.tui.series import Series
 from neurotop.tui.store import MAX_EVENTS, MAX_OUTPUT_LINES, RunStore
 from neurotop.tui.widgets.activations import decode_cells

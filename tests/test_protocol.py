@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from neurotop.trainer.params import Param, Refused
-from neurotop.tui.param_input import parse_typed, step_value
 from neurotop.trainer.protocol import (
     MAX_EVENT_LINE, Activations, Coalesced, Command, DecodeCounts, Event, Hello, LayerInfo, LineFramer, Metric,
     ParamChange, ParamSpec, Sample, SeriesSpan, Status, decode, decode_lines, dequantize, encode, quantize,
     Malformed, Unknown,
 )
+from neurotop.tui.param_input import parse_typed, step_value
 
 EXAMPLES = [
     Hello(version=1, run_id="r", name="n", pid=1, host="h", started=1.5,
