@@ -231,7 +231,7 @@ def test_a_disabled_monitor_answers_every_public_call(tmp_path):
         mon.note("nothing")
         mon.emit(Metric(step=1, t=0.0, values={}))
         assert mon.checkpoint() is None and mon.last_checkpoint is None and mon.journal_error == ""
-        assert mon.params == {"lr": 0.1} and not mon.paused and not mon.stop_requested
+        assert mon.params == {"lr": 0.1} and not mon.paused and not mon.stop_requested and mon.steady
     mon.close()
     assert not (tmp_path / "x").exists()
 

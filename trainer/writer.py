@@ -51,18 +51,19 @@ HEARTBEAT_INTERVAL = 1.0
 
 class _Span:
     """Metric values folded while the queue was full: per series [count, min, max, sum, finite
-    count, last, last step]; the step range and the number of values."""
+    count, last, last step]; the step range, the latest epoch and the number of values."""
 
-    __slots__ = ("first", "step", "t", "points", "series")
+    __slots__ = ("first", "step", "t", "epoch", "points", "series")
 
     def __init__(self, step: int) -> None:
         self.first = self.step = step
         self.t = 0.0
+        self.epoch: int | None = None
         self.points = 0
         self.series: dict[str, list] = {}
 
-    def fold(self, step: int, t: float, values: dict) -> None:
-        self.step, self.t = step, t
+    def fold(self, step: int, t: float, epoch: int | None, values: dict) -> None:
+        self.step, self.t, self.epoch = step, t, epoch
         series = self.series
         for name, raw in values.items():
             try:
@@ -89,7 +90,7 @@ class _Span:
                                      mean=total / finite if finite else None, last=_finite(last))
             lasts[step][name] = _finite(last)
         out: list = [Coalesced(first=self.first, step=self.step, t=self.t, points=self.points, series=spans)]
-        out += [Metric(step=step, t=self.t, values=values) for step, values in sorted(lasts.items())]
+        out += [Metric(step=step, t=self.t, values=values, epoch=self.epoch) for step, values in sorted(lasts.items())]
         return out
 
 
@@ -128,7 +129,7 @@ class Writer:
         with self._span_lock:
             if self._span is None:
                 self._span = _Span(step)
-            self._span.fold(step, t, values)
+            self._span.fold(step, t, epoch, values)
 
     def put(self, message: Any) -> None:
         """Queue a message that must be written (an event, a change, a status)."""
