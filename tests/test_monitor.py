@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+import pytest
 
 from tests.conftest import scripted, wait_for
 from neurotop import Monitor, Param
@@ -456,3 +457,17 @@ def test_a_restart_far_above_the_checkpoint_loss_is_warned(tmp_path, monkeypatch
     second.close()
     warning = guard_events(tmp_path / "b")[0]
     assert warning.kind == "warning" and "after the restart" in warning.text
+
+
+def test_a_checkpoint_saves_the_optimizer_the_script_swapped_in(tmp_path):
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Linear(2, 1)
+    mon = Monitor(model, run_dir=tmp_path / "r", name="swap", optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    mon.optimizer = torch.optim.Adam(model.parameters(), lr=0.003)  # what the demo does on an optimizer change
+    path = mon.checkpoint()
+    mon.close()
+    state = torch.load(path, weights_only=True)
+    assert state["optimizer"]["param_groups"][0]["lr"] == 0.003 and "betas" in state["optimizer"]["param_groups"][0]
+    off = Monitor(enabled=False)
+    off.optimizer = "anything"  # a disabled monitor takes it too, and saves nothing
+    assert off.optimizer == "anything" and off.checkpoint() is None

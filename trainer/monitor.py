@@ -101,7 +101,7 @@ class Monitor:
         self.epoch: int | None = None
         self.paused = False
         self.stop_requested = False
-        self.model, self.optimizer = model, optimizer
+        self.model = model
         self.guard, self.guard_key = guard, guard_key
         self.spike_guard = Guard(spike, patience)
         self._diverged: tuple[int, float] | None = None  # set by log(), handled at the next step()
@@ -201,6 +201,16 @@ class Monitor:
             return None
         self.writer.put(Event(step=self.step_count, t=time.time(), kind="checkpoint", path=str(path), source=source))
         return path
+
+    @property
+    def optimizer(self) -> Any:
+        """The optimizer whose state a checkpoint saves and a roll back restores; a script that
+        makes a new one (e.g. on a parameter change) sets it here."""
+        return self.checkpoints.optimizer
+
+    @optimizer.setter
+    def optimizer(self, optimizer: Any) -> None:
+        self.checkpoints.optimizer = optimizer
 
     @property
     def steady(self) -> bool:
@@ -444,6 +454,8 @@ class Monitor:
 class NullMonitor(Monitor):
     """What ``Monitor(enabled=False)`` gives: every call works and does nothing (no run directory,
     no threads, no hooks). ``params`` hold the declared defaults; ``step()`` counts."""
+
+    optimizer: Any = None  # a plain attribute here: nothing is ever saved
 
     def __init__(self, model: Any = None, params: dict[str, Param] | None = None, **_: Any) -> None:
         self.enabled = False
