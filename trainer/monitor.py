@@ -101,7 +101,6 @@ class Monitor:
         self.epoch: int | None = None
         self.paused = False
         self.stop_requested = False
-        self.model = model
         self.guard, self.guard_key = guard, guard_key
         self.spike_guard = Guard(spike, patience)
         self._diverged: tuple[int, float] | None = None  # set by log(), handled at the next step()
@@ -201,6 +200,15 @@ class Monitor:
             return None
         self.writer.put(Event(step=self.step_count, t=time.time(), kind="checkpoint", path=str(path), source=source))
         return path
+
+    @property
+    def model(self) -> Any:
+        """The model whose state a checkpoint saves and a roll back restores."""
+        return self.checkpoints.model
+
+    @model.setter
+    def model(self, model: Any) -> None:
+        self.checkpoints.model = model
 
     @property
     def optimizer(self) -> Any:
@@ -455,7 +463,8 @@ class NullMonitor(Monitor):
     """What ``Monitor(enabled=False)`` gives: every call works and does nothing (no run directory,
     no threads, no hooks). ``params`` hold the declared defaults; ``step()`` counts."""
 
-    optimizer: Any = None  # a plain attribute here: nothing is ever saved
+    model: Any = None  # plain attributes here: nothing is ever saved
+    optimizer: Any = None
 
     def __init__(self, model: Any = None, params: dict[str, Param] | None = None, **_: Any) -> None:
         self.enabled = False
