@@ -124,8 +124,8 @@ class NeurotopApp(App[str | None]):
             self.sample_system_forever()
         for problem in self.theme_problems:
             self.notify(problem, severity="warning")
-        if self.compare_dir is not None:
-            attach_compare(self, self.compare_dir)
+        if self.compare_dir is not None:  # once the dashboard's chart is there to overlay
+            self.call_after_refresh(attach_compare, self, self.compare_dir)
 
     # ------------------------------------------------------------------------------ the run
     def on_run_updated(self, _: RunUpdated) -> None:
@@ -223,7 +223,7 @@ class NeurotopApp(App[str | None]):
         store = self.store
         if action in SDK_ACTIONS:
             if store.finished:
-                return f"the run has {store.state}"
+                return f"the run has {store.state}: commands no longer reach it"
             if store.read_only:
                 return "attached read-only"
             if store.hello is None:

@@ -126,11 +126,11 @@ class ParamsPane(Static):
         if action not in ("step", "edit") or store is None:
             return None
         if store.finished:
-            return f"the run has {store.state}: its parameters can no longer change"
+            return f"the run has {store.state}: commands no longer reach it"
         if store.read_only:
             return "attached read-only"
         if not store.params:
-            return "this run declared no parameters"
+            return "no parameter to change: this run declared none"
         return None
 
     def action_select(self, delta: int) -> None:
