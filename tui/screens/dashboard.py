@@ -33,7 +33,7 @@ from neurotop.tui.widgets.system_pane import SystemPane
 NARROW_WIDTH = 110
 TINY_WIDTH, TINY_HEIGHT = 70, 20  # below either: the loss and the params only
 TITLES = {"loss": "Loss", "system": "System", "params": "Params", "log": "Output",
-          "activations": "Activations", "reconstructions": "Reconstructions"}
+          "activations": "Activations", "reconstructions": "Reconstructions"}  # the header has none
 #: The panes whose own bindings this screen forwards, by the pane's id.
 KEYED_PANES = {"params": ParamsPane, "loss": LossChart, "activations": ActivationsPane}
 
@@ -53,21 +53,24 @@ class DashboardScreen(Screen):
         self._clocks = []
 
     def compose(self) -> ComposeResult:
-        yield RunHeader(show_ui_cost=self.show_ui_cost, id="header")
+        self.run_header = RunHeader(show_ui_cost=self.show_ui_cost, id="header")
+        self.chart, self.activations = LossChart(id="loss"), ActivationsPane(id="activations")
+        self.reconstructions = ReconstructionsPane(id="reconstructions")
+        self.system_pane, self.params = SystemPane(id="system"), ParamsPane(id="params")
+        self.output = LogPane(id="log")
+        self.text_panes = (self.run_header, self.system_pane, self.params)
+        self.picture_panes = (self.chart, self.activations, self.reconstructions, self.output)
+        for pane in (*self.text_panes, *self.picture_panes):
+            pane.border_title = TITLES.get(pane.id, "")
+        yield self.run_header
         with Horizontal(id="main"):
             with Vertical(id="left"):
-                yield LossChart(id="loss")
-                yield ActivationsPane(id="activations")
-                yield ReconstructionsPane(id="reconstructions")
+                yield from (self.chart, self.activations, self.reconstructions)
             with Vertical(id="right"):
-                yield SystemPane(id="system")
-                yield ParamsPane(id="params")
-                yield LogPane(id="log")
+                yield from (self.system_pane, self.params, self.output)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        for pane_id, title in TITLES.items():
-            self.query_one(f"#{pane_id}").border_title = title
         self._clocks = [self.set_interval(1 / self.refresh_hz, self.repaint_text),
                         self.set_interval(1 / self.pictures_hz, self.repaint_pictures)]
         self.call_after_refresh(self.repaint_all)
@@ -92,14 +95,13 @@ class DashboardScreen(Screen):
 
     def repaint_text(self) -> None:
         """The fast clock, for the text panes: each redraws only if its part of the store changed."""
-        for pane in (self.query_one(RunHeader), self.query_one(SystemPane), self.query_one(ParamsPane)):
+        for pane in self.text_panes:
             pane.refresh_from(self.store)
 
     def repaint_pictures(self) -> None:
         """The slow clock, for the chart, the heatmaps and the log: each repaint rewrites the whole
         pane (a scrolling log included), which is what costs bytes over SSH (see `make bench`)."""
-        for pane in (self.query_one(LossChart), self.query_one(ActivationsPane),
-                     self.query_one(ReconstructionsPane), self.query_one(LogPane)):
+        for pane in self.picture_panes:
             pane.refresh_from(self.store)
 
     def on_resize(self, event) -> None:
