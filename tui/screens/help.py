@@ -13,11 +13,12 @@ from textual.widgets import Static
 
 
 def help_rows(app, bindings: dict[str, ActiveBinding]) -> list[tuple[str, str, str]]:
-    """(keys, description, why unavailable) per action, keys joined, in binding order."""
+    """(keys, description, why unavailable) per action, keys joined, in binding order. Only
+    bindings with an id: ours, which a keymap can move (not Textual's focus and copy keys)."""
     rows: dict[tuple, list] = {}
     for key, active in bindings.items():
         binding, node = active.binding, active.node
-        if not binding.description or binding.system:
+        if binding.id is None or not binding.description or binding.system:
             continue
         row = rows.setdefault((id(node), binding.action), [[], binding.description, ""])
         row[0].append(app.get_key_display(binding.with_key(key, None)))
@@ -39,11 +40,12 @@ class HelpScreen(ModalScreen[None]):
         rows = help_rows(self.app, self.shown_bindings)
         width = max((len(keys) for keys, _, _ in rows), default=0)
         lines = [Content.from_markup("[b]neurotop keys[/b]"), Content("")]
-        for keys, description, why in rows:
-            line = Content.assemble(("  " + keys.ljust(width), "$accent"), "  ", description)
-            if why:
-                line = Content.assemble(line, (f"  (unavailable: {why})", "dim"))
-            lines.append(line)
+        lines += [Content.assemble(("  " + keys.ljust(width), "$accent"), "  ", description)
+                  for keys, description, why in rows if not why]
+        for reason in dict.fromkeys(why for _, _, why in rows if why):  # the rest, under why not
+            lines += [Content(""), Content.assemble(("Not now: ", "bold"), reason)]
+            lines += [Content.assemble(("  " + keys.ljust(width), "dim"), "  ", (description, "dim"))
+                      for keys, description, why in rows if why == reason]
         lines += [Content(""), Content.from_markup(
             "[dim]A change reaches the run at its next step and is acknowledged back;\n"
             "a refused value is shown with its reason.  Esc closes.[/dim]")]
