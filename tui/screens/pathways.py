@@ -99,8 +99,7 @@ class PathwaysScreen(Screen):
         Binding("m", "metric", "Health", id="pathways.metric"),
         Binding("u", "measure", "Grad/update", id="pathways.measure"),
         Binding("o", "compare", "Compare", id="pathways.compare"),
-        Binding("n", "app.note", "Note", id="pathways.note"),
-    ]
+    ]  # n (a note), p, c, ?, q: the app's run-level keys work here too
 
     def compose(self) -> ComposeResult:
         yield Static("", id="pw-header")
