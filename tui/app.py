@@ -35,7 +35,6 @@ from neurotop.tui.screens.quit import QuitScreen
 from neurotop.tui.store import RunStore
 from neurotop.tui.system import SystemSampler
 from neurotop.tui.themes import USER_THEMES, load_themes
-from neurotop.tui.widgets.params_pane import ParamsPane
 
 KEYMAP_FILE = USER_THEMES.parent / "keymap.toml"
 #: Run-level actions that need the run's SDK listening (a plain command has nobody to ask).
@@ -153,7 +152,7 @@ class NeurotopApp(App[str | None]):
             if answer == "rollback":
                 self.send(Command(action="rollback", source="ui"))
             elif answer == "halve" and "lr" in self.store.params:
-                lr = self.dashboard.query_one(ParamsPane).latest(self.store.params["lr"])
+                lr = self.dashboard.params.latest(self.store.params["lr"])
                 self.send(Command(action="set", name="lr", value=lr / 2, source="ui"))
             if answer is not None:
                 self.send(Command(action="resume", source="ui"))
@@ -206,9 +205,6 @@ class NeurotopApp(App[str | None]):
         self.notify(message.reason, severity="error")
         if message.on_failure is not None:
             message.on_failure()
-
-    def on_params_pane_send(self, message: ParamsPane.Send) -> None:
-        self.send(message.command, message.on_failure)
 
     # ------------------------------------------------------------------- what a key can do now
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

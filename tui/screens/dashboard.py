@@ -56,7 +56,7 @@ class DashboardScreen(Screen):
         self.run_header = RunHeader(show_ui_cost=self.show_ui_cost, id="header")
         self.chart, self.activations = LossChart(id="loss"), ActivationsPane(id="activations")
         self.reconstructions = ReconstructionsPane(id="reconstructions")
-        self.system_pane, self.params = SystemPane(id="system"), ParamsPane(id="params")
+        self.system_pane, self.params = SystemPane(id="system"), ParamsPane(self.app.send, id="params")
         self.output = LogPane(id="log")
         self.text_panes = (self.run_header, self.system_pane, self.params)
         self.picture_panes = (self.chart, self.activations, self.reconstructions, self.output)

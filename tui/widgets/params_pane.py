@@ -61,8 +61,9 @@ class ParamRequests:
 
 
 class ParamsPane(Static):
-    """A list with a cursor: ↑/↓ select, +/- step, e edits the selected parameter. Sends go out
-    as ``ParamsPane.Send`` messages, debounced here; the app delivers them."""
+    """A list with a cursor: ↑/↓ select, +/- step, e edits the selected parameter. Changes are
+    debounced here and handed to ``send`` (the app's: it queues them for its send worker and
+    calls ``on_failure`` on the UI thread if one cannot be delivered)."""
 
     BINDINGS = [
         Binding("up", "select(-1)", "Param up", id="params.up", show=False),
@@ -73,13 +74,6 @@ class ParamsPane(Static):
     ]
 
     selected = var(0)
-
-    class Send(Message):
-        """A command for the run; ``on_failure`` runs (on the UI thread) if it cannot be delivered."""
-
-        def __init__(self, command: Command, on_failure: Callable[[], None] | None = None) -> None:
-            super().__init__()
-            self.command, self.on_failure = command, on_failure
 
     class EditRequested(Message):
         """`e`: the screen asks for a typed value (a dialog is a screen's job) and calls ``request``."""
@@ -92,8 +86,9 @@ class ParamsPane(Static):
         def control(self) -> "ParamsPane":
             return self.pane
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, send: Callable[[Command, Callable[[], None] | None], None], **kwargs) -> None:
         super().__init__("", **kwargs)
+        self.send = send
         self.names: list[str] = []
         self.requests = ParamRequests()
         self._send_timer = None
@@ -164,8 +159,8 @@ class ParamsPane(Static):
     def _send_pending(self) -> None:
         self._send_timer = None
         for name, value in self.requests.take().items():
-            self.post_message(self.Send(Command(action="set", name=name, value=value, source="ui"),
-                                        on_failure=lambda name=name: self.requests.forget(name)))
+            self.send(Command(action="set", name=name, value=value, source="ui"),
+                      lambda name=name: self.requests.forget(name))
 
     def _selected_spec(self) -> ParamSpec | None:
         if self._store is None:
