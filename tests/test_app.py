@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+from textual.widgets import Footer
 
 from tests.conftest import scripted, until
 from tests.journals import demo_messages, write_run
@@ -352,3 +353,14 @@ async def test_the_dashboard_stops_painting_under_the_pathways_screen(runs, monk
         assert painted["dashboard"] == covered
         await pilot.press("escape")
         await until(pilot, lambda: painted["dashboard"] >= covered + 2)
+
+
+async def test_the_pathways_footer_keeps_help_and_quit_at_80_columns(runs):
+    app = attached_app(write_run(runs, demo_messages(50)))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("v")
+        await until(pilot, lambda: isinstance(app.screen, PathwaysScreen))
+        footer = app.screen.query_one(Footer)
+        await until(pilot, lambda: any(key.key == "q" for key in footer.query("FooterKey")))
+        for key in footer.query("FooterKey"):
+            assert key.region.right <= 80, f"{key.key} is cut at {key.region}"
