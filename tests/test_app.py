@@ -74,8 +74,10 @@ async def test_panes_fill_and_keys_reach_the_child(runs):
         assert change.ok and change.source == "ui" and change.old == pytest.approx(1e-3)
         assert any(m.kind == "param" and m.step == change.step for m in store.markers)
         # p pauses: the step stops advancing; p again resumes
+        assert key_offer(app, "p") == ("Pause", True)
         await pilot.press("p")
         await until(pilot, lambda: store.state == "paused")
+        await until(pilot, lambda: key_offer(app, "p") == ("Resume", True))  # the footer says what p does now
         paused_at = store.step
         await pilot.pause(0.5)  # an interval to watch the step stand still, not a synchronisation
         assert store.step <= paused_at + 1
