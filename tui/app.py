@@ -223,7 +223,7 @@ class NeurotopApp(App[str | None]):
             if store.read_only:
                 return "attached read-only"
             if store.hello is None:
-                return "the run has no neurotop SDK listening (a plain command): nothing to ask"
+                return "no neurotop SDK has said hello (a plain command never does): nothing listens"
         if action == "restart":
             if not store.finished:
                 return "the run is still going: stop it first (q, then s)"
