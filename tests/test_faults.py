@@ -295,7 +295,7 @@ async def test_a_child_that_stops_listening(runs):
         await until(pilot, lambda: any("wrote everything" in line for line in store.output))
         with pytest.raises(LinkClosed, match="not listening"):
             app.link.send(Command(action="pause", source="test"))
-        await pilot.press("p")
+        app.send(Command(action="pause", source="ui"))  # no hello, so no p key: the send worker's failure
         await until(pilot, lambda: any("the run is not listening" in m for m in seen))
         assert healthy(app) and store.state == "running"
         kill(app)
@@ -431,7 +431,7 @@ async def test_bad_values_are_refused_with_a_reason(runs):
         store = app.store
         await until(pilot, lambda: store.hello is not None)
         for name, value, _ in bad:
-            assert app.send(Command(action="set", name=name, value=value, source="ui"))
+            app.send(Command(action="set", name=name, value=value, source="ui"))
         await until(pilot, lambda: len([e for e in store.events if isinstance(e, ParamChange)]) == len(bad))
         got = [e for e in store.events if isinstance(e, ParamChange)]
         for change, (name, _, why) in zip(got, bad, strict=True):
@@ -454,7 +454,7 @@ async def test_a_burst_of_keys_is_debounced_and_applied_in_order(runs):
         original = app.link.send
         app.link.send = lambda cmd: (sent.append(cmd), original(cmd))[1]
         await pilot.press(*["plus"] * 30)
-        await until(pilot, lambda: not app.pending and app._send_timer is None)
+        await until(pilot, lambda: app.query_one(ParamsPane).idle and not app.sending)
         assert 1 <= len(sent) < 30 and all(c.action == "set" and c.name == "lr" for c in sent)
         await until(pilot, lambda: len(changes_in(run_dir, "lr")) == len(sent))
         journaled = changes_in(run_dir, "lr")
@@ -472,11 +472,11 @@ async def test_keys_pressed_before_the_ack_build_on_what_was_asked(runs):
         await until(pilot, lambda: "lr" in text_of(app.query_one(ParamsPane)))
         try:
             await pilot.press("plus", "plus", "plus")
-            await until(pilot, lambda: not app.pending and app._send_timer is None)
+            await until(pilot, lambda: app.query_one(ParamsPane).idle and not app.sending)
             if store.params["lr"].value != pytest.approx(1e-3):
                 pytest.skip("the child acknowledged before the second burst")
             await pilot.press("plus", "plus", "plus")
-            await until(pilot, lambda: not app.pending and app._send_timer is None)
+            await until(pilot, lambda: app.query_one(ParamsPane).idle and not app.sending)
             # however the presses were split into sends (a loaded machine may send a burst in two),
             # the last acknowledged value is six doublings: each press built on what was asked
             await until(pilot, lambda: store.params["lr"].value == pytest.approx(1e-3 * 2**6))
@@ -612,8 +612,7 @@ async def resize(pilot, width: int, height: int) -> None:
     await pilot.resize_terminal(width, height)
     await until(pilot, lambda: pilot.app.size == Size(width, height))
     await pilot.pause(0.3)
-    pilot.app.repaint()
-    pilot.app.repaint_pictures()
+    pilot.app.dashboard.repaint_all()
     await pilot.pause()
 
 

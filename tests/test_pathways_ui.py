@@ -67,7 +67,7 @@ async def open_pathways(pilot, app, layer="enc.relu"):
     await until(pilot, lambda: isinstance(app.screen, PathwaysScreen))
     screen = app.screen
     screen.repaint_all()
-    await pilot.pause(0.1)
+    await pilot.pause()  # the repaint is synchronous: let the app take its messages
     return screen
 
 
@@ -190,7 +190,6 @@ async def test_pathways_wait_politely_for_a_run_without_insights(runs):
         await pilot.press("v")
         await until(pilot, lambda: isinstance(app.screen, PathwaysScreen))
         app.screen.repaint_all()
-        await pilot.pause(0.1)
         await pilot.press("right_square_bracket", "s", "m", "u")
         assert app.screen.query_one(HealthPane).timeline.rows == []
         assert app.screen.query_one(LatentPlot).shown is None
@@ -234,6 +233,6 @@ async def test_hostile_insight_messages_are_drawn_without_harm(runs):
         screen = await open_pathways(pilot, app, layer="[bold]x")
         await pilot.press("right_square_bracket", "s", "s", "m", "m", "m", "u")
         screen.repaint_all()
-        await pilot.pause(0.2)
+        await pilot.pause()
         assert app.is_running and len(app.store.gradients.layers) <= 128
         assert screen.query_one(LatentPlot).shown.points == 3

@@ -19,9 +19,9 @@ async def settle(pilot):
         if app.store.finished and app.store.step == 600 and app.store.output_total == 2:
             break
         await pilot.pause(0.05)
-    app.repaint()
+    app.dashboard.repaint_text()
     await pilot.pause(0.2)  # the text panes settle the layout first
-    app.repaint_pictures()
+    app.dashboard.repaint_pictures()
     await pilot.pause(0.2)
 
 

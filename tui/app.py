@@ -1,31 +1,32 @@
-"""The neurotop app: composes the panes, binds the keys, paints on a clock.
+"""The neurotop app: the link, the store, the screens, themes and keymap, and the run-level keys.
 
 Data flows one way: the link's reader threads decode into the ``RunStore`` and post a coalescing
-``RunUpdated``; the system sampler thread posts ``SystemSampled``; panes repaint on a timer and
-only when their part of the store changed. Keys become ``Command``s sent through the link.
+``RunUpdated``; the system sampler thread posts ``SystemSampled``. The ``DashboardScreen`` (the
+default screen) and the pathways screen repaint their panes on their own clocks, and each pane
+owns the keys that act on it. Commands go to the run through one worker thread, so a slow or
+dead socket never holds up a key press.
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import time
 import tomllib
 from typing import Callable
 
 from textual import work
-from textual.app import App, ComposeResult
+from textual.actions import parse
+from textual.app import App
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Footer
 from textual.worker import get_current_worker
 
 from neurotop.trainer import journal
-from neurotop.trainer.params import Refused
-from neurotop.trainer.protocol import ENV_PARAMS, ENV_RESUME, Command, Value
+from neurotop.trainer.protocol import ENV_PARAMS, ENV_RESUME, Command
 from neurotop.tui.link import Link, LinkClosed
-from neurotop.tui.param_input import parse_typed, step_value
 from neurotop.tui.screens.choice import ChoiceScreen
+from neurotop.tui.screens.dashboard import DashboardScreen
 from neurotop.tui.screens.diagnostics import DiagnosticsScreen
 from neurotop.tui.screens.edit import PromptScreen
 from neurotop.tui.screens.help import HelpScreen
@@ -34,19 +35,10 @@ from neurotop.tui.screens.quit import QuitScreen
 from neurotop.tui.store import RunStore
 from neurotop.tui.system import SystemSampler
 from neurotop.tui.themes import USER_THEMES, load_themes
-from neurotop.tui.widgets.activations import ActivationsPane
-from neurotop.tui.widgets.bars import compact
-from neurotop.tui.widgets.header import RunHeader
-from neurotop.tui.widgets.log_pane import LogPane
-from neurotop.tui.widgets.loss_chart import LossChart
-from neurotop.tui.widgets.params_pane import ParamsPane
-from neurotop.tui.widgets.reconstructions import ReconstructionsPane
-from neurotop.tui.widgets.system_pane import SystemPane
 
 KEYMAP_FILE = USER_THEMES.parent / "keymap.toml"
-NARROW_WIDTH = 110
-TINY_WIDTH, TINY_HEIGHT = 70, 20  # below either: the loss and the params only
-SEND_DEBOUNCE = 0.15
+#: Run-level actions that need the run's SDK listening (a plain command has nobody to ask).
+SDK_ACTIONS = ("pause", "resume", "checkpoint", "note")
 
 LinkFactory = Callable[[RunStore, Callable[[], None]], Link]
 
@@ -67,6 +59,14 @@ class SystemSampled(Message):
         return isinstance(message, SystemSampled)
 
 
+class CommandFailed(Message):
+    """The send worker could not deliver a command: shown, and the sender told."""
+
+    def __init__(self, reason: str, on_failure: Callable[[], None] | None) -> None:
+        super().__init__()
+        self.reason, self.on_failure = reason, on_failure
+
+
 class NeurotopApp(App[str | None]):
     """Returns "stop", "detach" or None from ``run()``; the CLI prints the attach line."""
 
@@ -74,23 +74,11 @@ class NeurotopApp(App[str | None]):
     ENABLE_COMMAND_PALETTE = False  # every action has a key; the palette's ^p only took footer room
     TITLE = "neurotop"
     BINDINGS = [
-        Binding("up", "select_param(-1)", "Param up", id="params.up", show=False),
-        Binding("down", "select_param(1)", "Param down", id="params.down", show=False),
-        Binding("plus,equals_sign", "step_param(1)", "Step param", id="params.increase", key_display="+/-"),
-        Binding("minus", "step_param(-1)", "Step -", id="params.decrease", show=False),
-        Binding("e", "edit_param", "Edit", id="params.edit"),
-        Binding("p", "toggle_pause", "Pause", id="run.pause"),
+        # one id, two bindings: the footer says Pause or Resume, whichever applies; a keymap moves both
+        Binding("p", "pause", "Pause", id="run.pause"),
+        Binding("p", "resume", "Resume", id="run.pause"),
         Binding("c", "checkpoint", "Checkpoint", id="run.checkpoint"),
         Binding("n", "note", "Note", id="run.note"),
-        Binding("l", "toggle_log", "Log-y", id="chart.log", show=False),
-        Binding("s", "smoothing", "Smooth", id="chart.smooth", show=False),
-        Binding("z", "zoom(0.5)", "Zoom in", id="chart.zoom_in", show=False),
-        Binding("Z,x", "zoom(2.0)", "Zoom out", id="chart.zoom_out", show=False),
-        Binding("left", "pan(-1)", "Pan left", id="chart.pan_left", show=False),
-        Binding("right", "pan(1)", "Pan right", id="chart.pan_right", show=False),
-        Binding("f,end", "follow", "Follow newest", id="chart.follow", show=False),
-        Binding("left_square_bracket", "layer(-1)", "Previous layer", id="activations.previous", show=False),
-        Binding("right_square_bracket", "layer(1)", "Next layer", id="activations.next", show=False),
         Binding("t", "next_theme", "Theme", id="app.theme", show=False),
         Binding("d", "diagnostics", "Diagnostics", id="app.diagnostics", show=False),
         Binding("v", "pathways", "Pathways: health, gradients, latent, notes", id="app.pathways", show=False),
@@ -111,10 +99,9 @@ class NeurotopApp(App[str | None]):
         self.link: Link | None = None
         self.refresh_hz, self.pictures_hz = refresh_hz, pictures_hz
         self.sample_system, self.show_ui_cost = sample_system, show_ui_cost
-        self.pending: dict[str, Value] = {}  # debounced parameter changes, the latest wins
+        self.outbox: queue.Queue[tuple[Command, Callable[[], None] | None]] = queue.Queue()
         self._diverged_seen = 0
-        self.sent: dict[str, tuple[Value, float]] = {}  # sent, not yet acknowledged: (value, when)
-        self._send_timer = None
+        self._controls_seen: tuple | None = None
         themes, self.theme_problems = load_themes()
         for theme in themes:
             self.register_theme(theme)
@@ -124,60 +111,29 @@ class NeurotopApp(App[str | None]):
         self._load_keymap()
 
     # ------------------------------------------------------------------------------ layout
-    def compose(self) -> ComposeResult:
-        yield RunHeader(show_ui_cost=self.show_ui_cost, id="header")
-        with Horizontal(id="main"):
-            with Vertical(id="left"):
-                yield LossChart(id="loss")
-                yield ActivationsPane(id="activations")
-                yield ReconstructionsPane(id="reconstructions")
-            with Vertical(id="right"):
-                yield SystemPane(id="system")
-                yield ParamsPane(id="params")
-                yield LogPane(id="log")
-        yield Footer(compact=True)
+    def get_default_screen(self) -> DashboardScreen:
+        self.dashboard = DashboardScreen(self.store, refresh_hz=self.refresh_hz, pictures_hz=self.pictures_hz,
+                                         show_ui_cost=self.show_ui_cost)
+        return self.dashboard
 
     def on_mount(self) -> None:
-        titles = {"loss": "Loss", "system": "System", "params": "Params", "log": "Output",
-                  "activations": "Activations", "reconstructions": "Reconstructions"}
-        for pane_id, title in titles.items():
-            self.query_one(f"#{pane_id}").border_title = title
         self.link = self.link_factory(self.store, lambda: self.post_message(RunUpdated()))
-        self.set_interval(1 / self.refresh_hz, self.repaint)
-        self.set_interval(1 / self.pictures_hz, self.repaint_pictures)
+        self.deliver_commands_forever()
         if self.sample_system:
             self.sample_system_forever()
         for problem in self.theme_problems:
             self.notify(problem, severity="warning")
-        self._apply_width(self.size.width)
-        if self.compare_dir is not None:
-            attach_compare(self, self.compare_dir)
+        if self.compare_dir is not None:  # once the dashboard's chart is there to overlay
+            self.call_after_refresh(attach_compare, self, self.compare_dir)
 
-    def on_resize(self, event) -> None:
-        self._apply_width(event.size.width)
-
-    def _apply_width(self, width: int) -> None:
-        self.screen.set_class(width < NARROW_WIDTH, "narrow")
-        self.screen.set_class(width < TINY_WIDTH or self.size.height < TINY_HEIGHT, "tiny")
-
-    # ---------------------------------------------------------------------------- painting
-    def repaint(self) -> None:
-        """The fast clock, for the text panes: each redraws only if its part of the store changed."""
-        if not self.is_running:  # shutting down: the screens' widgets are going
-            return
-        store = self.store
-        for pane in (self.query_one(RunHeader), self.query_one(SystemPane), self.query_one(ParamsPane)):
-            pane.refresh_from(store)
+    # ------------------------------------------------------------------------------ the run
+    def on_run_updated(self, _: RunUpdated) -> None:
         self._show_notices()
-
-    def repaint_pictures(self) -> None:
-        """The slow clock, for the chart, the heatmaps and the log: each repaint rewrites the whole
-        pane (a scrolling log included), which is what costs bytes over SSH (see `make bench`)."""
-        if not self.is_running:
-            return
-        for pane in (self.query_one(LossChart), self.query_one(ActivationsPane),
-                     self.query_one(ReconstructionsPane), self.query_one(LogPane)):
-            pane.refresh_from(self.store)
+        store = self.store
+        controls = (store.state, store.hello is None, store.read_only, len(store.params))
+        if controls != self._controls_seen:  # what the footer offers depends on these
+            self._controls_seen = controls
+            self.refresh_bindings()
 
     def _show_notices(self) -> None:
         for notice in self.store.take_notices():
@@ -196,15 +152,12 @@ class NeurotopApp(App[str | None]):
             if answer == "rollback":
                 self.send(Command(action="rollback", source="ui"))
             elif answer == "halve" and "lr" in self.store.params:
-                lr = self.pending.get("lr", self.store.params["lr"].value)
+                lr = self.dashboard.params.latest(self.store.params["lr"])
                 self.send(Command(action="set", name="lr", value=lr / 2, source="ui"))
             if answer is not None:
                 self.send(Command(action="resume", source="ui"))
 
         self.push_screen(ChoiceScreen("Training diverged", text, choices), chosen)
-
-    def on_run_updated(self, _: RunUpdated) -> None:
-        self._show_notices()
 
     def on_system_sampled(self, message: SystemSampled) -> None:
         self.store.set_system(message.sample)
@@ -220,89 +173,86 @@ class NeurotopApp(App[str | None]):
                 self.post_message(SystemSampled(sampler.sample()))
                 time.sleep(1.0)
 
-    # ------------------------------------------------------------------------------ actions
-    def send(self, cmd: Command) -> bool:
-        try:
-            self.link.send(cmd)
-        except LinkClosed as err:
-            self.notify(str(err), severity="error")
-            return False
-        return True
+    # ---------------------------------------------------------------------------- commands
+    def send(self, cmd: Command, on_failure: Callable[[], None] | None = None) -> None:
+        """Queue a command for the run and return at once; the send worker delivers it, in order.
+        A failure is shown, and ``on_failure`` runs, on the UI thread."""
+        self.outbox.put((cmd, on_failure))
 
-    def action_select_param(self, delta: int) -> None:
-        pane = self.query_one(ParamsPane)
-        pane.refresh_from(self.store)  # the names may have arrived since the last clock tick
-        pane.move(delta)
-        pane.refresh_from(self.store)
+    @property
+    def sending(self) -> bool:
+        """Commands queued or on their way."""
+        return self.outbox.unfinished_tasks > 0
 
-    def _selected_spec(self):
-        pane = self.query_one(ParamsPane)
-        pane.refresh_from(self.store)
-        name = pane.current
-        spec = self.store.params.get(name) if name else None
-        if spec is None:
-            self.notify("no parameter to change: this run declared none", severity="warning")
-        return spec
-
-    def action_step_param(self, direction: int) -> None:
-        spec = self._selected_spec()
-        if spec is None:
-            return
-        base = self.pending.get(spec.name, self._in_flight(spec.name, spec.value))
-        self.request_value(spec.name, step_value(spec, base, direction))
-
-    def _in_flight(self, name: str, acknowledged: Value) -> Value:
-        """What was last sent for ``name`` until the child answers it: presses made before the
-        acknowledgement build on what was asked, not on the older value."""
-        sent = self.sent.get(name)
-        if sent is None:
-            return acknowledged
-        value, at = sent
-        change = self.store.last_change.get(name)
-        if change is not None and change.t >= at:
-            del self.sent[name]
-            return acknowledged
-        return value
-
-    def request_value(self, name: str, value: Value) -> None:
-        """Queue a change; a burst of key presses sends only its latest value, after a short pause."""
-        self.pending[name] = value
-        self.notify(f"{name} → {compact(value)} (sending)", timeout=2)
-        if self._send_timer is None:
-            self._send_timer = self.set_timer(SEND_DEBOUNCE, self._send_pending)
-
-    def _send_pending(self) -> None:
-        self._send_timer = None
-        pending, self.pending = self.pending, {}
-        for name, value in pending.items():
-            if self.send(Command(action="set", name=name, value=value, source="ui")):
-                self.sent[name] = (value, time.time())
-
-    def action_edit_param(self) -> None:
-        spec = self._selected_spec()
-        if spec is None:
-            return
-        bounds = " | ".join(spec.choices) if spec.choices else f"{spec.min} … {spec.max}"
-
-        def typed(text: str | None) -> None:
-            if text is None:
-                return
+    @work(thread=True, exclusive=True, group="send")
+    def deliver_commands_forever(self) -> None:
+        """The one place a command meets the pipe or the socket (a blocking write, a connect with
+        a timeout): a thread, so the UI never waits on the run."""
+        worker = get_current_worker()
+        while not worker.is_cancelled:
             try:
-                self.request_value(spec.name, parse_typed(spec, text))
-            except Refused as err:
-                self.notify(f"{spec.name}: {err}", severity="error")
+                cmd, on_failure = self.outbox.get(timeout=0.25)
+            except queue.Empty:
+                continue
+            try:
+                self.link.send(cmd)
+            except LinkClosed as err:
+                self.post_message(CommandFailed(str(err), on_failure))
+            finally:
+                self.outbox.task_done()
 
-        self.push_screen(PromptScreen(f"Set {spec.name}", f"{spec.kind}, {bounds}. Enter sends, Esc cancels.",
-                                      value=str(spec.value)), typed)
+    def on_command_failed(self, message: CommandFailed) -> None:
+        self.notify(message.reason, severity="error")
+        if message.on_failure is not None:
+            message.on_failure()
 
-    def action_toggle_pause(self) -> None:
-        action = "resume" if self.store.state == "paused" else "pause"
-        if self.send(Command(action=action, source="ui")):
-            self.notify("resuming…" if action == "resume" else "pausing at the next step…", timeout=2)
+    # ------------------------------------------------------------------- what a key can do now
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Pause shows while running, Resume while paused; a key the run cannot take is dimmed
+        (``None``), and pressing it says why (``on_key``)."""
+        paused = self.store.state == "paused"
+        if (action == "pause" and paused) or (action == "resume" and not paused):
+            return False
+        return None if self.why_unavailable(action) else True
+
+    def why_unavailable(self, action: str, parameters: tuple[object, ...] = ()) -> str | None:
+        store = self.store
+        if action in SDK_ACTIONS:
+            if store.finished:
+                return f"the run has {store.state}: commands no longer reach it"
+            if store.read_only:
+                return "attached read-only"
+            if store.hello is None:
+                return "no neurotop SDK has said hello (a plain command never does): nothing listens"
+        if action == "restart":
+            if not store.finished:
+                return "the run is still going: stop it first (q, then s)"
+            if self.link is None or not self.link.argv:
+                return "its command is unknown"
+        return None
+
+    def on_key(self, event) -> None:
+        """A key whose action is unavailable now does nothing: say why instead."""
+        active = self.screen.active_bindings.get(event.key)
+        if active is None or active.enabled:
+            return
+        _, name, arguments = parse(active.binding.action)
+        why = getattr(active.node, "why_unavailable", None)
+        reason = why(name, arguments) if why is not None else None
+        self.notify(f"{active.binding.description}: {reason or 'not available now'}", severity="warning", timeout=4)
+
+    # ------------------------------------------------------------------------- run-level keys
+    def action_pause(self) -> None:
+        self.send(Command(action="pause", source="ui"))
+        self.notify("pausing at the next step…", timeout=2)
+
+    def action_resume(self) -> None:
+        self.send(Command(action="resume", source="ui"))
+        self.notify("resuming…", timeout=2)
 
     def action_checkpoint(self) -> None:
-        if self.send(Command(action="checkpoint", source="ui")):
-            self.notify("checkpoint asked for", timeout=2)
+        self.send(Command(action="checkpoint", source="ui"))
+        self.notify("checkpoint asked for", timeout=2)
 
     def action_note(self) -> None:
         def typed(text: str | None) -> None:
@@ -311,39 +261,11 @@ class NeurotopApp(App[str | None]):
 
         self.push_screen(PromptScreen(f"Note at step {self.store.step:,}", "Journaled with the step and time."), typed)
 
-    def action_toggle_log(self) -> None:
-        chart = self.query_one(LossChart)
-        chart.toggle_log()
-        chart.refresh_from(self.store)
-
-    def action_smoothing(self) -> None:
-        chart = self.query_one(LossChart)
-        self.notify(f"smoothing {chart.cycle_smoothing():g}", timeout=2)
-        chart.refresh_from(self.store)
-
-    def action_zoom(self, factor: float) -> None:
-        chart = self.query_one(LossChart)
-        chart.zoom(self.store, factor)
-        chart.refresh_from(self.store)
-
-    def action_pan(self, direction: int) -> None:
-        chart = self.query_one(LossChart)
-        chart.pan(self.store, direction)
-        chart.refresh_from(self.store)
-
-    def action_follow(self) -> None:
-        chart = self.query_one(LossChart)
-        chart.follow()
-        chart.refresh_from(self.store)
-
-    def action_layer(self, direction: int) -> None:
-        pane = self.query_one(ActivationsPane)
-        pane.next_layer() if direction > 0 else pane.previous_layer()
-
     def action_next_theme(self) -> None:
         names = self.theme_names or [self.theme]
         index = names.index(self.theme) if self.theme in names else -1
         self.theme = names[(index + 1) % len(names)]
+        self.notify(f"theme: {self.theme}", timeout=2)
 
     def action_pathways(self) -> None:
         self.push_screen(PathwaysScreen())
@@ -354,12 +276,6 @@ class NeurotopApp(App[str | None]):
     def action_restart(self) -> None:
         """Start the run again as a new run: from its last checkpoint when there is one, with the
         current parameter values. Asks first."""
-        if not self.store.finished:
-            self.notify("the run is still going: stop it first (q, then s)", severity="warning")
-            return
-        if self.link is None or not self.link.argv:
-            self.notify("this run cannot be restarted from here (its command is unknown)", severity="error")
-            return
         checkpoint = journal.latest_checkpoint(self.link.run_dir)
         params = {name: spec.value for name, spec in self.store.params.items()}
         where = f"from {checkpoint.name}" if checkpoint else "from scratch (no checkpoint)"
@@ -383,12 +299,19 @@ class NeurotopApp(App[str | None]):
         self.notify(f"restarted as {run_dir.name}")
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.BINDINGS))
+        self.push_screen(HelpScreen(self.screen.active_bindings))
 
     def action_quit_run(self) -> None:
-        running = not self.store.finished and self.link is not None and not self.store.read_only
-        run_id = self.link.run_dir.name if self.link else ""
-        self.push_screen(QuitScreen(running, f"neurotop attach {run_id}"), self._quit_chosen)
+        """Once the run has ended (or is only watched) there is nothing to decide: quit at once.
+        While it goes on: stop it, or leave it running."""
+        if self.store.finished or self.link is None or self.store.read_only:
+            self.exit(None)
+            return
+        self.push_screen(QuitScreen(f"neurotop attach {self.link.run_dir.name}"), self._quit_chosen)
+
+    def action_help_quit(self) -> None:
+        """Ctrl-C, which a person presses to leave: the same as q."""
+        self.action_quit_run()
 
     def _quit_chosen(self, choice: str | None) -> None:
         if choice is None:

@@ -93,14 +93,15 @@ class RunPicker(ModalScreen[Path | str | None]):
 class PathwaysScreen(Screen):
     BINDINGS = [
         Binding("escape,v", "back", "Back", id="pathways.back"),
-        Binding("left_square_bracket", "layer(-1)", "Layer", id="pathways.previous", key_display="[ ]"),
+        # the panes name these keys in their borders ("[ ] layer · s: sort", "m: …", "u: …"), so the
+        # footer keeps its room for Back, Compare and the run's keys (? and q fit at 80 columns)
+        Binding("left_square_bracket", "layer(-1)", "Previous layer", id="pathways.previous", show=False),
         Binding("right_square_bracket", "layer(1)", "Next layer", id="pathways.next", show=False),
-        Binding("s", "sort", "Sort units", id="pathways.sort"),
-        Binding("m", "metric", "Health", id="pathways.metric"),
-        Binding("u", "measure", "Grad/update", id="pathways.measure"),
+        Binding("s", "sort", "Sort units", id="pathways.sort", show=False),
+        Binding("m", "metric", "Health", id="pathways.metric", show=False),
+        Binding("u", "measure", "Grad/update", id="pathways.measure", show=False),
         Binding("o", "compare", "Compare", id="pathways.compare"),
-        Binding("n", "app.note", "Note", id="pathways.note"),
-    ]
+    ]  # n (a note), p, c, ?, q: the app's run-level keys work here too
 
     def compose(self) -> ComposeResult:
         yield Static("", id="pw-header")

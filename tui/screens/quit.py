@@ -1,4 +1,5 @@
-"""`q`: stop the run, or leave it running and come back later with `neurotop attach`."""
+"""`q` while the run goes on: stop it, or leave it running and come back later with `neurotop
+attach`. (Once the run has ended there is nothing to decide: `q` quits at once.)"""
 
 from __future__ import annotations
 
@@ -18,30 +19,22 @@ class QuitScreen(ModalScreen[str | None]):
         Binding("escape,c", "choose(None)", "Cancel", id="quit.cancel"),
     ]
 
-    def __init__(self, running: bool, attach_hint: str) -> None:
+    def __init__(self, attach_hint: str) -> None:
         super().__init__()
-        self.running, self.attach_hint = running, attach_hint
+        self.attach_hint = attach_hint
 
     def compose(self) -> ComposeResult:
         with Vertical(id="quit-dialog"):
-            if self.running:
-                yield Static("[b]Quit neurotop.[/b] The run is still training.\n\n"
-                             "[$accent]s[/] stop the run cleanly   [$accent]d[/] leave it running"
-                             f" (reopen with [b]{self.attach_hint}[/b])   [$accent]esc[/] cancel")
-                with Horizontal(id="quit-buttons"):
-                    yield Button("Stop the run", id="stop", variant="error")
-                    yield Button("Leave it running", id="detach", variant="primary")
-                    yield Button("Cancel", id="cancel")
-            else:
-                yield Static("[b]Quit neurotop?[/b]  The run has ended; its journal stays on disk.")
-                with Horizontal(id="quit-buttons"):
-                    yield Button("Quit", id="detach", variant="primary")
-                    yield Button("Cancel", id="cancel")
+            yield Static("[b]Quit neurotop.[/b] The run is still training.\n\n"
+                         "[$accent]s[/] stop the run cleanly   [$accent]d[/] leave it running"
+                         f" (reopen with [b]{self.attach_hint}[/b])   [$accent]esc[/] cancel")
+            with Horizontal(id="quit-buttons"):
+                yield Button("Stop the run", id="stop", variant="error")
+                yield Button("Leave it running", id="detach", variant="primary")
+                yield Button("Cancel", id="cancel")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(None if event.button.id == "cancel" else event.button.id)
 
     def action_choose(self, choice: str | None) -> None:
-        if choice == "stop" and not self.running:
-            return
         self.dismiss(choice)

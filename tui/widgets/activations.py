@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.markup import escape
+from textual.reactive import var
 
 from neurotop.trainer.protocol import Activations, dequantize
 from neurotop.tui.store import RunStore
@@ -31,7 +33,14 @@ def decode_cells(msg: Activations) -> np.ndarray:
 
 class ActivationsPane(Vertical):
     """A layer's latest activations as a heatmap, its name and step in the border title, its
-    value range and dead-unit count in a legend under the picture."""
+    value range and dead-unit count in a legend under the picture. ``[``/``]`` pick the layer."""
+
+    BINDINGS = [
+        Binding("left_square_bracket", "layer(-1)", "Previous layer", id="activations.previous", show=False),
+        Binding("right_square_bracket", "layer(1)", "Next layer", id="activations.next", show=False),
+    ]
+
+    current_layer: var[str | None] = var(None)  # the layer on screen
 
     DEFAULT_CSS = """
     ActivationsPane { height: 1fr; }
@@ -41,7 +50,6 @@ class ActivationsPane(Vertical):
         super().__init__(name=name, id=id, classes=classes)
         self.border_title = "Activations"
         self.layer_names: list[str] = []
-        self.current_layer: str | None = None  # the layer on screen
         self.dead = 0
         self._store: RunStore | None = None
         self._version = -1
@@ -63,25 +71,27 @@ class ActivationsPane(Vertical):
             msg = store.activations.get(self.current_layer) if self.current_layer is not None else None
         self._show(msg)
 
-    def next_layer(self) -> None:
-        """Show the next layer (wraps around)."""
-        self._step(+1)
-
-    def previous_layer(self) -> None:
-        """Show the previous layer (wraps around)."""
-        self._step(-1)
-
-    # ------------------------------------------------------------------------------ internals
-    def _step(self, delta: int) -> None:
+    def action_layer(self, delta: int) -> None:
+        """Show the next (1) or previous (-1) layer, wrapping around."""
         if not self.layer_names:
             return
         index = self.layer_names.index(self.current_layer) if self.current_layer in self.layer_names else 0
         self.current_layer = self.layer_names[(index + delta) % len(self.layer_names)]
-        msg = None
-        if self._store is not None:
-            with self._store.lock:
-                msg = self._store.activations.get(self.current_layer)
+
+    def next_layer(self) -> None:
+        self.action_layer(1)
+
+    def previous_layer(self) -> None:
+        self.action_layer(-1)
+
+    def watch_current_layer(self, layer: str | None) -> None:
+        if self._store is None or layer is None:
+            return
+        with self._store.lock:
+            msg = self._store.activations.get(layer)
         self._show(msg)
+
+    # ------------------------------------------------------------------------------ internals
 
     def _sync_layers(self, store: RunStore) -> None:
         """Layers in model order when the hello names them, else in order of first arrival."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 from rich.text import Text
+from textual.binding import Binding
 from textual.color import Color
+from textual.reactive import var
 from textual_plotext import PlotextPlot
 
 from neurotop.tui.series import SMOOTHING
@@ -28,14 +30,28 @@ def series_order(names: list[str]) -> list[str]:
 
 
 class LossChart(PlotextPlot):
-    """Train and validation loss against step, zoomable, following the newest steps by default."""
+    """Train and validation loss against step, zoomable, following the newest steps by default.
+
+    The view (log y, smoothing, span, right edge) is reactive: changing any of it redraws the
+    chart from the store it last drew, in one place (``_view_changed``)."""
+
+    BINDINGS = [
+        Binding("l", "toggle_log", "Log-y", id="chart.log", show=False),
+        Binding("s", "smoothing", "Smooth", id="chart.smooth", show=False),
+        Binding("z", "zoom(0.5)", "Zoom in", id="chart.zoom_in", show=False),
+        Binding("Z,x", "zoom(2.0)", "Zoom out", id="chart.zoom_out", show=False),
+        Binding("left", "pan(-1)", "Pan left", id="chart.pan_left", show=False),
+        Binding("right", "pan(1)", "Pan right", id="chart.pan_right", show=False),
+        Binding("f,end", "follow", "Follow newest", id="chart.follow", show=False),
+    ]
+
+    log_y = var(False)
+    smoothing_index = var(2)  # 0.9
+    span: var[int | None] = var(None)  # steps in view; None: the whole run
+    right: var[int | None] = var(None)  # right edge; None: follow the newest step
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.log_y = False
-        self.smoothing_index = 2  # 0.9
-        self.span: int | None = None  # steps in view; None: the whole run
-        self.right: int | None = None  # right edge; None: follow the newest step
         self._seen: tuple | None = None
         self._cached: Text | None = None
         self._cache_key: tuple | None = None
@@ -48,33 +64,37 @@ class LossChart(PlotextPlot):
         return SMOOTHING[self.smoothing_index]
 
     # ------------------------------------------------------------------------ view controls
-    def toggle_log(self) -> None:
+    def _view_changed(self) -> None:
+        self._seen = None
+        if self._store is not None:
+            self.refresh_from(self._store)
+
+    watch_log_y = watch_smoothing_index = watch_span = watch_right = _view_changed
+
+    def action_toggle_log(self) -> None:
         self.log_y = not self.log_y
-        self._seen = None
 
-    def cycle_smoothing(self) -> float:
+    def action_smoothing(self) -> None:
         self.smoothing_index = (self.smoothing_index + 1) % len(SMOOTHING)
-        self._seen = None
-        return self.smoothing
+        self.notify(f"smoothing {self.smoothing:g}", timeout=2)
 
-    def zoom(self, store: RunStore, factor: float) -> None:
-        first, last = self._extent(store)
+    def action_zoom(self, factor: float) -> None:
+        if self._store is None:
+            return
+        first, last = self._extent(self._store)
         full = max(last - first, 1)
         span = (self.span or full) * factor
         self.span = None if span >= full else max(MIN_SPAN, int(span))
-        self._seen = None
 
-    def pan(self, store: RunStore, direction: int) -> None:
-        first, last = self._extent(store)
-        if self.span is None:
+    def action_pan(self, direction: int) -> None:
+        if self._store is None or self.span is None:
             return
+        first, last = self._extent(self._store)
         right = (self.right if self.right is not None else last) + direction * self.span // 4
         self.right = None if right >= last else max(first + self.span, right)
-        self._seen = None
 
-    def follow(self) -> None:
+    def action_follow(self) -> None:
         self.right = None
-        self._seen = None
 
     def _extent(self, store: RunStore) -> tuple[int, int]:
         with store.lock:

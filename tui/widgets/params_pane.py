@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import time
+from typing import Callable
+
 from rich.markup import escape
+from textual.binding import Binding
+from textual.message import Message
+from textual.reactive import var
 from textual.widgets import Static
 
+from neurotop.tui.param_input import step_value
+from neurotop.trainer.protocol import Command, ParamChange, ParamSpec, Value
 from neurotop.tui.store import RunStore
 from neurotop.tui.widgets.bars import compact
+
+SEND_DEBOUNCE = 0.15
 
 NO_SDK = ("[dim]This run declared no parameters.\n"
           "Add the SDK (five lines, see the README) to tune it live: "
@@ -16,26 +26,152 @@ NO_SDK = ("[dim]This run declared no parameters.\n"
 WAITING = "[dim]waiting for the run…[/dim]"
 
 
+class ParamRequests:
+    """What the keys asked for each parameter: a burst of presses sends only its latest value
+    (``pending``, flushed after a short pause), and presses made before the child acknowledges a
+    send build on what was asked, not on the older value (``sent``)."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, Value] = {}
+        self.sent: dict[str, tuple[Value, float]] = {}  # sent, not yet acknowledged: (value, when)
+
+    def latest(self, name: str, acknowledged: Value, change: ParamChange | None) -> Value:
+        """The value the next press builds on: pending, else in flight, else ``acknowledged``."""
+        if name in self.pending:
+            return self.pending[name]
+        sent = self.sent.get(name)
+        if sent is None:
+            return acknowledged
+        value, at = sent
+        if change is not None and change.t >= at:  # the child answered it (applied or refused)
+            del self.sent[name]
+            return acknowledged
+        return value
+
+    def take(self) -> dict[str, Value]:
+        """The pending values, now marked as sent."""
+        pending, self.pending = self.pending, {}
+        now = time.time()
+        self.sent.update({name: (value, now) for name, value in pending.items()})
+        return pending
+
+    def forget(self, name: str) -> None:
+        """A send that never reached the run: the next press builds on the acknowledged value."""
+        self.sent.pop(name, None)
+
+
 class ParamsPane(Static):
-    """A list with a cursor (↑/↓ move it); the app steps or edits the selected parameter."""
+    """A list with a cursor: ↑/↓ select, +/- step, e edits the selected parameter. Changes are
+    debounced here and handed to ``send`` (the app's: it queues them for its send worker and
+    calls ``on_failure`` on the UI thread if one cannot be delivered)."""
 
-    def __init__(self, **kwargs) -> None:
+    BINDINGS = [
+        Binding("up", "select(-1)", "Param up", id="params.up", show=False),
+        Binding("down", "select(1)", "Param down", id="params.down", show=False),
+        Binding("plus,equals_sign", "step(1)", "Step param", id="params.increase", key_display="+/-"),
+        Binding("minus", "step(-1)", "Step -", id="params.decrease", show=False),
+        Binding("e", "edit", "Edit", id="params.edit"),
+    ]
+
+    selected = var(0)
+
+    class EditRequested(Message):
+        """`e`: the screen asks for a typed value (a dialog is a screen's job) and calls ``request``."""
+
+        def __init__(self, pane: "ParamsPane", spec: ParamSpec) -> None:
+            super().__init__()
+            self.pane, self.spec = pane, spec
+
+        @property
+        def control(self) -> "ParamsPane":
+            return self.pane
+
+    def __init__(self, send: Callable[[Command, Callable[[], None] | None], None], **kwargs) -> None:
         super().__init__("", **kwargs)
-        self.selected = 0
+        self.send = send
         self.names: list[str] = []
+        self.requests = ParamRequests()
+        self._send_timer = None
+        self._store: RunStore | None = None
         self._seen: tuple | None = None
-
-    def move(self, delta: int) -> None:
-        if self.names:
-            self.selected = (self.selected + delta) % len(self.names)
-            self._seen = None
 
     @property
     def current(self) -> str | None:
         return self.names[self.selected] if self.names else None
 
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting for the debounce to end."""
+        return not self.requests.pending and self._send_timer is None
+
+    def watch_selected(self) -> None:
+        self._seen = None
+        if self._store is not None:
+            self.refresh_from(self._store)
+
+    # ------------------------------------------------------------------------------ actions
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Step and edit are dimmed while there is nothing to change or no run to take it."""
+        if action in ("step", "edit"):
+            return None if self.why_unavailable(action) else True
+        return True
+
+    def why_unavailable(self, action: str, parameters: tuple[object, ...] = ()) -> str | None:
+        store = self._store
+        if action not in ("step", "edit") or store is None:
+            return None
+        if store.finished:
+            return f"the run has {store.state}: commands no longer reach it"
+        if store.read_only:
+            return "attached read-only"
+        if not store.params:
+            return "no parameter to change: this run declared none"
+        return None
+
+    def action_select(self, delta: int) -> None:
+        if self._store is not None:
+            self.refresh_from(self._store)  # the names may have arrived since the last clock tick
+        if self.names:
+            self.selected = (self.selected + delta) % len(self.names)
+
+    def action_step(self, direction: int) -> None:
+        spec = self._selected_spec()
+        if spec is not None:
+            self.request(spec.name, step_value(spec, self.latest(spec), direction))
+
+    def action_edit(self) -> None:
+        spec = self._selected_spec()
+        if spec is not None:
+            self.post_message(self.EditRequested(self, spec))
+
+    def latest(self, spec: ParamSpec) -> Value:
+        """What the parameter is, or will be once the child answers what was asked."""
+        change = self._store.last_change.get(spec.name) if self._store is not None else None
+        return self.requests.latest(spec.name, spec.value, change)
+
+    def request(self, name: str, value: Value) -> None:
+        """Queue a change; a burst of key presses sends only its latest value, after a short pause."""
+        self.requests.pending[name] = value
+        self.notify(f"{name} → {compact(value)} (sending)", timeout=2)
+        if self._send_timer is None:
+            self._send_timer = self.set_timer(SEND_DEBOUNCE, self._send_pending)
+
+    def _send_pending(self) -> None:
+        self._send_timer = None
+        for name, value in self.requests.take().items():
+            self.send(Command(action="set", name=name, value=value, source="ui"),
+                      lambda name=name: self.requests.forget(name))
+
+    def _selected_spec(self) -> ParamSpec | None:
+        if self._store is None:
+            return None
+        self.refresh_from(self._store)
+        name = self.current
+        return self._store.params.get(name) if name else None
+
     def refresh_from(self, store: RunStore) -> None:
         no_sdk = store.hello is None and (store.finished or store.elapsed() > 3)
+        self._store = store
         key = (store.versions["params"], self.selected, store.hello is not None, no_sdk)
         if key == self._seen:
             return
@@ -47,7 +183,7 @@ class ParamsPane(Static):
                             else "[dim]This run has declared no parameters yet: the SDK declares them when it "
                                  "starts; a plain command has none (add the five SDK lines to tune it live).[/dim]")
                 return
-            self.selected = min(self.selected, len(self.names) - 1)
+            self.set_reactive(ParamsPane.selected, min(self.selected, len(self.names) - 1))
             width = max(len(n) for n in self.names)
             lines = []
             for i, (name, spec) in enumerate(store.params.items()):
