@@ -35,6 +35,7 @@ from neurotop.trainer.protocol import (
     ENV_PARAMS,
     ENV_RESUME,
     ENV_RUN_DIR,
+    ENV_SUPERVISED,
     PROTOCOL_VERSION,
     Activations,
     Command,
@@ -158,7 +159,7 @@ class Monitor:
             self._threads.append(
                 threading.Thread(target=self._read_control_pipe, name="neurotop-control", daemon=True)
             )
-        self._server = self._open_socket()
+        self._server = None if os.environ.get(ENV_SUPERVISED) else self._open_socket()
         if self._server is not None:
             self._threads.append(
                 threading.Thread(target=self._serve_socket, name="neurotop-socket", daemon=True)

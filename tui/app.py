@@ -23,7 +23,7 @@ from textual.worker import get_current_worker
 from neurotop.trainer import journal
 from neurotop.trainer.params import Refused, parse_typed, step_value
 from neurotop.trainer.protocol import ENV_PARAMS, ENV_RESUME, Command, Value
-from neurotop.tui.link import Link, LinkClosed
+from neurotop.tui.link import Link, LinkClosed, attach_command
 from neurotop.tui.screens.choice import ChoiceScreen
 from neurotop.tui.screens.diagnostics import DiagnosticsScreen
 from neurotop.tui.screens.edit import PromptScreen
@@ -386,8 +386,8 @@ class NeurotopApp(App[str | None]):
 
     def action_quit_run(self) -> None:
         running = not self.store.finished and self.link is not None and not self.store.read_only
-        run_id = self.link.run_dir.name if self.link else ""
-        self.push_screen(QuitScreen(running, f"neurotop attach {run_id}"), self._quit_chosen)
+        hint = attach_command(self.link.run_dir) if self.link else ""
+        self.push_screen(QuitScreen(running, hint), self._quit_chosen)
 
     def _quit_chosen(self, choice: str | None) -> None:
         if choice is None:
