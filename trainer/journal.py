@@ -95,6 +95,7 @@ class RunInfo:
     best_val: float | None = None
     socket: str = ""
     notes: int = 0
+    supervisor: int = 0  # the pid of the process that journals a `neurotop run` command and records its end
 
     def save(self, run_dir: Path) -> None:
         write_atomic(run_dir / RUN_JSON, json.dumps(asdict(self), indent=1).encode())
@@ -106,8 +107,9 @@ class RunInfo:
         return cls(**known)
 
     def effective_state(self) -> str:
-        """``lost`` when the record says running but its process is gone (no end was written)."""
-        if self.state in ("running", "paused", "starting") and not pid_alive(self.pid):
+        """``lost`` when the record says running but its process is gone (no end was written)
+        and no supervisor is left to write that end."""
+        if self.state in ("running", "paused", "starting") and not (pid_alive(self.pid) or pid_alive(self.supervisor)):
             return "lost"
         return self.state
 

@@ -48,6 +48,7 @@ class Link:
         self.store, self.run_dir, self.notify = store, run_dir, notify
         self.process: subprocess.Popen | None = None
         self.supervisor: subprocess.Popen | None = None
+        self._supervisor_pid = 0  # a supervised run's, from run.json
         self._control: int | socket.socket | None = None
         self._closing = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -128,9 +129,11 @@ class Link:
     def attach(cls, run_dir: Path, store: RunStore, notify: Callable[[], None]) -> "Link":
         """Rebuild from the journal, then follow it; commands go through ``control.sock``.
 
-        A run without the SDK has no journal: its ``output.log`` is parsed again instead."""
+        A run made before supervisors journaled plain commands has no journal: its output is
+        shown and its pid watched."""
         link = cls(store, run_dir, notify)
         info = journal.RunInfo.load(run_dir) if (run_dir / journal.RUN_JSON).exists() else None
+        link._supervisor_pid = info.supervisor if info else 0
         link._socket_path = Path(info.socket) if info and info.socket else journal.socket_path_for(run_dir)
         link.argv = list(info.command) if info else []
         if (run_dir / journal.JOURNAL).exists():
@@ -348,8 +351,12 @@ class Link:
         self.notify()
 
     def _run_is_lost(self) -> bool:
+        """Gone with no end record: neither the process nor its supervisor (which writes that
+        record once the process has ended) is alive."""
         hello = self.store.hello
         if self.process is not None or hello is None or journal.pid_alive(hello.pid):
+            return False
+        if journal.pid_alive(self._supervisor_pid):
             return False
         return hello.host == socket.gethostname()
 

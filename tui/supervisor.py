@@ -54,7 +54,7 @@ class Supervisor:
 
     def __init__(self, cmd: list[str], run_dir: Path, name: str, parser: OutputParser) -> None:
         self.cmd, self.run_dir, self.name, self.parser = cmd, run_dir, name, parser
-        self.info = journal.RunInfo(id=run_dir.name, name=name, command=list(cmd))
+        self.info = journal.RunInfo(id=run_dir.name, name=name, command=list(cmd), supervisor=os.getpid())
         self.process: subprocess.Popen | None = None
         self.uses_sdk = False  # the command said hello on the events pipe: its Monitor journals
         self.sdk_ended = False  # ... and wrote its own end record
