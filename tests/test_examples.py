@@ -147,3 +147,15 @@ def test_sdk_cost_reports_numbers(tmp_path):
 
     costs = measure(calls=2000, run_dir=tmp_path / "bench")
     assert set(costs) >= {"log", "step", "step+log"} and all(v > 0 for v in costs.values())
+
+
+def test_the_demo_runs_until_stopped(runs):
+    """Defect 10: the default demo ended after ~85 s (5,000 epochs); now only --epochs/--steps end it."""
+    from neurotop.trainer.demo.autoencoder import parse_args, train
+
+    args = parse_args(["--steps", "60", "--batch-size", "720", "--insight-every", "0", "--latent-every", "0"])
+    assert args.epochs == 0  # the default: no limit
+    mon = train(args)  # two batches an epoch: 60 steps take 30 epochs, far past any fixed count of one
+    assert mon.step_count == 60 and mon.epoch >= 29
+    assert journal.RunInfo.load(mon.run_dir).state == "finished"
+    assert train(parse_args(["--epochs", "2", "--batch-size", "720"])).step_count == 4  # --epochs still limits
