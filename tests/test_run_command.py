@@ -141,7 +141,7 @@ def test_q_s_on_a_plain_run_is_stopped_and_neurotop_exits_0(runs, tmp_path):
         wait_for(lambda: (run_dir / journal.JOURNAL).exists() and journaled(run_dir, Metric), timeout=60)
         term.wait_text("Train Epoch")
         term.press("n")
-        term.wait_text("Note")
+        term.wait_text("Note at step")  # the prompt (the footer says "Note" all along)
         term.press("seen at step one\r")
         wait_for(lambda: any(e.kind == "note" for e in journaled(run_dir, Event)))
         term.press("q")
@@ -189,3 +189,21 @@ def test_cli_refuses_bad_run_arguments(runs, capsys):
     assert cli.main(["run"]) == 2
     assert "give the command after --" in capsys.readouterr().err
     assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_a_command_that_cannot_start_is_a_failed_run(runs):
+    env = dict(os.environ, NEUROTOP_RUNS=str(runs))
+    out = subprocess.run([NEUROTOP, "run", "--headless", "--", "/nonexistent/train.py"], capture_output=True,
+                         text=True, timeout=60, cwd="/", env=env, check=False)
+    assert out.returncode == 1
+    (run_dir, info), = journal.list_runs(runs)
+    assert info.state == "failed" and info.exit_code == 127 and "could not start" in out.stdout
+    assert "cannot start '/nonexistent/train.py'" in (run_dir / journal.OUTPUT).read_text()
+
+
+def test_the_supervisor_stays_light():
+    """It outlives the UI on a GPU box all night: no Textual, no plotting, no numpy in it."""
+    code = ("import sys, neurotop.tui.supervisor\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'plotext', 'rich', 'numpy')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"

@@ -121,8 +121,10 @@ class Supervisor:
             state = journal.RunInfo.load(self.run_dir).state if (self.run_dir / journal.RUN_JSON).exists() else "finished"
             self._close(state, code)
             return code
-        state = "stopped" if self.stop_asked else ("finished" if code == 0 else "failed")
-        self._end(state, code, journal.describe_exit(code))
+        if self.stop_asked:
+            self._end("stopped", code, "stopped on request" + (f" (it {journal.describe_exit(code)})" if code else ""))
+        else:
+            self._end("finished" if code == 0 else "failed", code, journal.describe_exit(code))
         return code
 
     # ------------------------------------------------------------------------------ commands
@@ -143,8 +145,10 @@ class Supervisor:
             elif cmd.action == "stop":
                 if not self.stop_asked:
                     self.stop_asked = True
-                    self._write_locked(Event(step=self.step, t=now, kind="stop", source=cmd.source, text="stop asked"))
-                    threading.Thread(target=self._stop, daemon=True).start()
+                    if not self.uses_sdk:  # an SDK run journals the stop it is given
+                        self._write_locked(Event(step=self.step, t=now, kind="stop", source=cmd.source,
+                                                 text="stop asked"))
+                    threading.Thread(target=self._stop, args=(cmd,), daemon=True).start()
             elif cmd.action == "note":
                 self._write_locked(Event(step=self.step, t=now, kind="note", text=cmd.text[:2000], source=cmd.source))
                 self.info.notes += 1
@@ -158,10 +162,10 @@ class Supervisor:
         if cmd.action == "note":
             self._save_info()
 
-    def _stop(self) -> None:
+    def _stop(self, cmd: Command) -> None:
         """Ask an SDK run first; then SIGTERM the group (woken if paused), then SIGKILL."""
         if self.uses_sdk:
-            self._forward(Command(action="stop", source="supervisor"))
+            self._forward(cmd)
             if self._exited_within(SDK_STOP_GRACE):
                 return
         self._signal(signal.SIGTERM)
