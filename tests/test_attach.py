@@ -300,3 +300,14 @@ def test_help_says_what_each_command_takes():
     assert "until" in demo  # runs until stopped
     ls = help_of("ls")
     assert "--runs-dir" in ls and "--refresh" not in ls and "--pictures" not in ls and "--compare" not in ls
+
+
+def test_runs_dir_may_come_before_or_after_the_command(tmp_path, capsys, monkeypatch):
+    from tests.journals import demo_messages, write_run
+    from neurotop.tui import cli
+
+    monkeypatch.delenv("NEUROTOP_RUNS", raising=False)
+    run_dir = write_run(tmp_path, demo_messages(steps=5), name="here")
+    for argv in (["--runs-dir", str(tmp_path), "ls"], ["ls", "--runs-dir", str(tmp_path)]):
+        assert cli.main(argv) == 0
+        assert run_dir.name in capsys.readouterr().out

@@ -79,6 +79,20 @@ async def test_printed_losses_fill_the_chart(runs):
     assert journal.RunInfo.load(run_dir).state == "finished"
 
 
+async def test_a_plain_run_restarts_under_a_new_supervisor(runs):
+    app, first = run_app(runs, ["--metric-regex", r"Loss: (?P<train_loss>[-\d.e]+)"])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await finished_run(app, pilot)
+        await pilot.press("r")
+        await until(pilot, lambda: type(app.screen).__name__ == "ChoiceScreen")
+        await pilot.press("y")
+        await until(pilot, lambda: app.link.run_dir != first)
+        await until(pilot, lambda: app.store.state == "finished" and app.store.exit_code == 0)
+    second = app.link.run_dir
+    assert journal.RunInfo.load(second).supervisor != journal.RunInfo.load(first).supervisor
+    assert {name for m in journaled(second, Metric) for name in m.values} == {"train_loss"}  # same options
+
+
 async def test_no_parse_shows_lines_but_no_series(runs):
     app, run_dir = run_app(runs, ["--no-parse"])
     async with app.run_test(size=(120, 40)) as pilot:

@@ -20,9 +20,14 @@ DEMO_MODULE = "neurotop.trainer.demo"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    runs = argparse.ArgumentParser(add_help=False)
-    runs.add_argument("--runs-dir", help="where runs live (default $NEUROTOP_RUNS, else "
-                                         "$XDG_STATE_HOME/neurotop/runs, i.e. ~/.local/state/neurotop/runs)")
+    def runs_option(default):
+        parser = argparse.ArgumentParser(add_help=False)
+        parser.add_argument("--runs-dir", default=default, help="where runs live (default $NEUROTOP_RUNS, else "
+                            "$XDG_STATE_HOME/neurotop/runs, i.e. ~/.local/state/neurotop/runs)")
+        return parser
+
+    # before or after the command; SUPPRESS: a command's default never hides a value given before it
+    runs = runs_option(argparse.SUPPRESS)
     ui = argparse.ArgumentParser(add_help=False, parents=[runs])  # only for the commands that open the UI
     ui.add_argument("--refresh", type=float, default=4.0,
                     help="repaints per second of the text panes (default 4)")
@@ -33,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="overlay another run (id, unique part of it, name or directory): its loss on the chart, "
                          "its neuron health and gradients in the pathways view (v), aligned by step")
 
-    ap = argparse.ArgumentParser(prog="neurotop", description="A top for neural-network training. "
-                                 "With no command, neurotop runs the demo (as `neurotop demo`).")
+    ap = argparse.ArgumentParser(prog="neurotop", parents=[runs_option(None)], description="A top for neural-network "
+                                 "training. With no command, neurotop runs the demo (as `neurotop demo`).")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser("demo", parents=[ui], help="the built-in autoencoder on the digits, live, until stopped",
                           description="Train the built-in autoencoder on scikit-learn's digits under the live "

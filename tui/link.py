@@ -134,6 +134,8 @@ class Link:
         link = cls(store, run_dir, notify)
         info = journal.RunInfo.load(run_dir) if (run_dir / journal.RUN_JSON).exists() else None
         link._supervisor_pid = info.supervisor if info else 0
+        if link._supervisor_pid:  # a restart from here goes under a supervisor too
+            link.supervisor_options = []
         link._socket_path = Path(info.socket) if info and info.socket else journal.socket_path_for(run_dir)
         link.argv = list(info.command) if info else []
         if (run_dir / journal.JOURNAL).exists():
