@@ -221,3 +221,31 @@ def test_the_supervisor_stays_light():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'plotext', 'rich', 'numpy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+STUBBORN = [sys.executable, "-u", "-c",
+            "import signal, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "for i in range(10**9):\n"
+            "    print(f'step {i} loss {1 / (i + 1):.4f}')\n"
+            "    time.sleep(0.02)\n"]
+
+
+def test_a_paused_command_that_ignores_sigterm_is_still_stopped(runs):
+    """Stop wakes a paused group, and a command deaf to SIGTERM is killed after the grace."""
+    from neurotop.trainer.protocol import Command
+    from neurotop.tui.store import RunStore
+    from neurotop.tui.supervisor import STOP_GRACE
+
+    run_dir = journal.create_run_dir(runs, "stubborn")
+    store = RunStore(name="stubborn")
+    link = Link.supervise(STUBBORN, run_dir, store, lambda: None)
+    try:
+        wait_for(lambda: store.step > 3)
+        link.send(Command(action="pause", source="ui"))
+        wait_for(lambda: store.state == "paused")
+        link.stop(grace=STOP_GRACE + 5)
+        assert store.state == "stopped" and store.exit_code == -9
+        assert "stopped on request" in store.detail
+    finally:
+        link.detach()
