@@ -57,7 +57,7 @@ class Supervisor:
         self.info = journal.RunInfo(id=run_dir.name, name=name, command=list(cmd), supervisor=os.getpid())
         self.process: subprocess.Popen | None = None
         self.uses_sdk = False  # the command said hello on the events pipe: its Monitor journals
-        self.sdk_ended = False  # ... and wrote its own end record
+        self.sdk_ended = ""  # ... and the state its own end record gave
         self.paused = False
         self.stop_asked = False
         self.step = 0
@@ -110,16 +110,17 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 pass
             now = time.monotonic()
-            if not self.uses_sdk and not self.paused and self.step != last_step:
-                rate = (self.step - last_step) / (now - last_t)
-                self._write(Status(step=self.step, t=time.time(), state="running", steps_per_s=max(rate, 0.0)))
-                self.info.step = self.step
-                self._save_info()
+            with self._lock:  # never a "running" line after a pause's "paused"
+                if not self.uses_sdk and not self.paused and self.step != last_step:
+                    rate = (self.step - last_step) / (now - last_t)
+                    self._write_locked(Status(step=self.step, t=time.time(), state="running",
+                                              steps_per_s=max(rate, 0.0)))
+                    self.info.step = self.step
+            self._save_info()
             last_step, last_t = self.step, now
         self._done.wait(5.0)  # the output's last lines are parsed before the end record
         if self.sdk_ended:
-            state = journal.RunInfo.load(self.run_dir).state if (self.run_dir / journal.RUN_JSON).exists() else "finished"
-            self._close(state, code)
+            self._close(self.sdk_ended, code)
             return code
         if self.stop_asked:
             self._end("stopped", code, "stopped on request" + (f" (it {journal.describe_exit(code)})" if code else ""))
@@ -225,7 +226,7 @@ class Supervisor:
         if metrics:
             self.step = max(self.step, max(m.step for m in metrics))
             with self._lock:
-                os.write(self._journal, b"".join(encode(m) for m in metrics))
+                self._append(b"".join(encode(m) for m in metrics))
 
     def _track_best(self, values: dict) -> None:
         val = values.get("val_loss")
@@ -249,7 +250,7 @@ class Supervisor:
                     if isinstance(msg, Hello):
                         self.uses_sdk = True
                     elif isinstance(msg, Status) and msg.state in ("finished", "failed", "stopped"):
-                        self.sdk_ended = True
+                        self.sdk_ended = msg.state
         except OSError:
             return
         finally:
@@ -310,8 +311,11 @@ class Supervisor:
             self._write_locked(msg)
 
     def _write_locked(self, msg) -> None:
+        self._append(encode(msg))
+
+    def _append(self, lines: bytes) -> None:
         try:
-            os.write(self._journal, encode(msg))
+            os.write(self._journal, lines)
         except OSError:
             pass  # a full disk must not take the run down with it; output.log still has everything
 
