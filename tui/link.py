@@ -101,7 +101,7 @@ class Link:
 
     @classmethod
     def supervise(cls, argv: list[str], run_dir: Path, store: RunStore, notify: Callable[[], None],
-                  env: dict[str, str] | None = None, options: list[str] = ()) -> "Link":
+                  env: dict[str, str] | None = None, options: tuple[str, ...] | list[str] = ()) -> "Link":
         """Any command (``neurotop run``), under a supervisor process that outlives this UI: it
         journals the command (parsing its output when it has no SDK) and serves ``control.sock``;
         this link then follows the journal and sends commands as ``attach`` does. ``options``:
