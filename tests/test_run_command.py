@@ -246,6 +246,6 @@ def test_a_paused_command_that_ignores_sigterm_is_still_stopped(runs):
         wait_for(lambda: store.state == "paused")
         link.stop(grace=STOP_GRACE + 5)
         assert store.state == "stopped" and store.exit_code == -9
-        assert "stopped on request" in store.detail
+        assert store.detail == "asked to stop; it was killed by SIGKILL"
     finally:
         link.detach()

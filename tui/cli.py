@@ -77,9 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     ap = build_parser()
-    args, extra = ap.parse_known_args(argv)
-    if args.command is None:  # `neurotop [options]` is `neurotop demo [options]`
-        args, extra = ap.parse_known_args(["demo", *argv])
+    args, extra = ap.parse_known_args(with_command(argv))
     if extra and args.command != "run":
         ap.error(f"unrecognized arguments: {' '.join(extra)}")
     root = journal.runs_root(args.runs_dir)
@@ -112,6 +110,20 @@ def _main(argv: list[str]) -> int:
                       lambda run_dir, store, notify: Link.supervise(cmd, run_dir, store, notify, options=options))
     argv_ = python_argv(DEMO_MODULE, demo_options.to_argv(args))
     return launch(root, args.name, args, lambda run_dir, store, notify: Link.spawn(argv_, run_dir, store, notify))
+
+
+COMMANDS = ("demo", "run", "attach", "ls")
+
+
+def with_command(argv: list[str]) -> list[str]:
+    """``neurotop [options]`` is ``neurotop demo [options]``: "demo" goes in where the command
+    would be (after a leading ``--runs-dir DIR``) when none is there."""
+    i = 0
+    while i < len(argv) and (argv[i] == "--runs-dir" or argv[i].startswith("--runs-dir=")):
+        i += 1 if "=" in argv[i] else 2
+    if i < len(argv) and argv[i] in (*COMMANDS, "-h", "--help"):
+        return argv
+    return [*argv[:i], "demo", *argv[i:]]
 
 
 def run_name(cmd: list[str]) -> str:
@@ -156,11 +168,16 @@ def headless(run_dir: Path, name: str, start: Start, every: float = 10.0) -> int
     link = start(run_dir, store, lambda: None)
     print(f"run {run_dir.name}\njournal {run_dir / journal.JOURNAL}\n"
           f"attach with: {attach_command(run_dir)}", flush=True)
+    next_line, first_step_told = time.monotonic() + every, False
     try:
         while not store.finished:
-            _wait_unless_finished(store, min(every, 0.5) if store.step == 0 else every)
+            _wait_unless_finished(store, 0.5)
             if store.finished:
                 break  # end promptly: the closing line below says how it went
+            if time.monotonic() < next_line and (first_step_told or store.step == 0):
+                continue  # a line every `every` seconds, and one as soon as the first step is in
+            first_step_told = first_step_told or store.step > 0
+            next_line = time.monotonic() + every
             print(f"{time.strftime('%H:%M:%S')} {store.state} step {store.step:,} "
                   f"{store.steps_per_s:,.0f} it/s" + _last_loss(store), flush=True)
     except KeyboardInterrupt:

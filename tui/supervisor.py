@@ -123,7 +123,7 @@ class Supervisor:
             self._close(self.sdk_ended, code)
             return code
         if self.stop_asked:
-            self._end("stopped", code, "stopped on request" + (f" (it {journal.describe_exit(code)})" if code else ""))
+            self._end("stopped", code, "asked to stop" + (f"; it {journal.describe_exit(code)}" if code else ""))
         else:
             self._end("finished" if code == 0 else "failed", code, journal.describe_exit(code))
         return code
