@@ -32,11 +32,11 @@ class Terminal:
             finally:
                 os._exit(127)
         fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-        threading.Thread(target=self._drain, daemon=True).start()
+        threading.Thread(target=self._drain, args=(self.master,), daemon=True).start()
 
-    def _drain(self) -> None:
+    def _drain(self, master: int) -> None:
         try:
-            while data := os.read(self.master, 65536):
+            while data := os.read(master, 65536):
                 with self._lock:
                     self._raw += data
         except OSError:
@@ -67,10 +67,16 @@ class Terminal:
             time.sleep(0.05)
         raise AssertionError(f"process {self.pid} did not end")
 
+    def hang_up(self) -> None:
+        """The terminal goes away (a dropped SSH session): the kernel sends SIGHUP to the program."""
+        if self.master is not None:
+            os.close(self.master)
+            self.master = None
+
     def close(self) -> None:
         try:
             os.kill(self.pid, 9)
             os.waitpid(self.pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
-        os.close(self.master)
+        self.hang_up()

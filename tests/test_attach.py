@@ -1,18 +1,12 @@
 """Overnight safety: the TUI dies (SIGHUP from a dropped terminal, SIGKILL), the run goes on,
 and `neurotop attach` rebuilds the history and controls the same run."""
 
-import fcntl
 import os
-import pty
 import signal
 import socket
 import stat
-import struct
 import subprocess
 import sys
-import termios
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -29,59 +23,28 @@ from neurotop.tui.link import Link
 from neurotop.tui.store import RunStore
 
 
-def start_tui_in_pty(args, env):
-    """`neurotop ...` on a real pseudo-terminal it controls, as over SSH. Returns (pid, master fd)."""
-    pid, master = pty.fork()
-    if pid == 0:  # the child: exec at once (no Python work after fork in a threaded parent)
-        os.execve(sys.executable, [sys.executable, "-m", "neurotop.tui.cli", *args], env)
-    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-
-    def drain():
-        try:
-            while os.read(master, 65536):
-                pass
-        except OSError:
-            pass
-
-    threading.Thread(target=drain, daemon=True).start()
-    return pid, master
-
-
 def tui_env(runs):
     env = dict(os.environ, NEUROTOP_RUNS=str(runs), TERM="xterm-256color")
     return env
 
 
-def reap(pid, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"process {pid} did not end")
-
-
 @pytest.mark.parametrize("how", ["hangup", "sigkill"])
 async def test_run_survives_its_ui_and_attach_takes_over(runs, how):
-    pid, master = start_tui_in_pty(["run", "--", sys.executable, str(SCRIPTED), "--rate", "200"], tui_env(runs))
+    term = Terminal([NEUROTOP, "run", "--", sys.executable, str(SCRIPTED), "--rate", "200"], tui_env(runs), os.getcwd())
     try:
         run_dir = wait_for(lambda: journal.list_runs(runs) and journal.list_runs(runs)[0][0])
         wait_for(lambda: last_step(run_dir) > 30)
         child_pid = journal.RunInfo.load(run_dir).pid
         if how == "hangup":
-            os.close(master)  # the terminal goes away: the kernel sends SIGHUP to the TUI
-            master = None
+            term.hang_up()
         else:
-            os.kill(pid, signal.SIGKILL)
-        status = reap(pid)
-        assert os.WIFSIGNALED(status) or os.WIFEXITED(status)
+            os.kill(term.pid, signal.SIGKILL)
+        term.wait_exit(10)
         at_death = last_step(run_dir)
         wait_for(lambda: last_step(run_dir) > at_death + 50)  # training goes on without a UI
         assert journal.pid_alive(child_pid)
     finally:
-        if master is not None:
-            os.close(master)
+        term.close()
 
     app = NeurotopApp(lambda store, notify: Link.attach(run_dir, store, notify), sample_system=False)
     async with app.run_test(size=(120, 40)) as pilot:

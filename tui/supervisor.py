@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import select
 import signal
 import socket
 import subprocess
@@ -111,12 +110,14 @@ class Supervisor:
                 pass
             now = time.monotonic()
             with self._lock:  # never a "running" line after a pause's "paused"
-                if not self.uses_sdk and not self.paused and self.step != last_step:
+                moved = not self.uses_sdk and not self.paused and self.step != last_step
+                if moved:
                     rate = (self.step - last_step) / (now - last_t)
                     self._write_locked(Status(step=self.step, t=time.time(), state="running",
                                               steps_per_s=max(rate, 0.0)))
                     self.info.step = self.step
-            self._save_info()
+            if moved:  # (an SDK run keeps its own run.json)
+                self._save_info()
             last_step, last_t = self.step, now
         self._done.wait(5.0)  # the output's last lines are parsed before the end record
         if self.sdk_ended:
