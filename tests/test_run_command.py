@@ -127,6 +127,8 @@ async def test_plain_run_pauses_for_real_and_stops_as_stopped(runs):
         store = app.store
         await until(pilot, lambda: store.step > 0)
         child = store.hello.pid
+        socket_path = journal.RunInfo.load(run_dir).socket  # the supervisor's, owner-only
+        assert os.stat(socket_path).st_mode & 0o777 == 0o600
         await pilot.press("p")
         await until(pilot, lambda: store.state == "paused")
         assert process_state(child) == "T"  # stopped by SIGSTOP, not "pausing at the next step"
