@@ -14,6 +14,8 @@ $(BIN)/neurotop: pyproject.toml
 	# PYTHONWARNINGS: setuptools prints an informational notice for every editable install
 	PYTHONWARNINGS=ignore $(BIN)/pip install -q -e ".[demo,test]"
 	@touch $@
+	@echo "neurotop is $(abspath $(BIN))/neurotop; to type plain neurotop in any shell:"
+	@echo "  mkdir -p ~/.local/bin && ln -sf $(abspath $(BIN))/neurotop ~/.local/bin/"
 
 setup: $(BIN)/neurotop
 
@@ -27,5 +29,6 @@ bench: setup
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python -m bench
 
+# runs live in ~/.local/state/neurotop/runs (or $$NEUROTOP_RUNS): clean never deletes them
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) .pytest_cache

@@ -1,23 +1,20 @@
 """Overnight safety: the TUI dies (SIGHUP from a dropped terminal, SIGKILL), the run goes on,
 and `neurotop attach` rebuilds the history and controls the same run."""
 
-import fcntl
 import os
-import pty
 import signal
 import socket
-import struct
+import stat
 import subprocess
 import sys
-import termios
-import threading
-import time
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import SCRIPTED
 from tests.conftest import until
 from tests.conftest import wait_for
+from tests.terminal import NEUROTOP, Terminal
 from tests.test_monitor import last_step, read_journal
 from neurotop.trainer import journal
 from neurotop.trainer.protocol import Command, ParamChange
@@ -26,59 +23,28 @@ from neurotop.tui.link import Link
 from neurotop.tui.store import RunStore
 
 
-def start_tui_in_pty(args, env):
-    """`neurotop ...` on a real pseudo-terminal it controls, as over SSH. Returns (pid, master fd)."""
-    pid, master = pty.fork()
-    if pid == 0:  # the child: exec at once (no Python work after fork in a threaded parent)
-        os.execve(sys.executable, [sys.executable, "-m", "neurotop.tui.cli", *args], env)
-    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-
-    def drain():
-        try:
-            while os.read(master, 65536):
-                pass
-        except OSError:
-            pass
-
-    threading.Thread(target=drain, daemon=True).start()
-    return pid, master
-
-
 def tui_env(runs):
     env = dict(os.environ, NEUROTOP_RUNS=str(runs), TERM="xterm-256color")
     return env
 
 
-def reap(pid, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"process {pid} did not end")
-
-
 @pytest.mark.parametrize("how", ["hangup", "sigkill"])
 async def test_run_survives_its_ui_and_attach_takes_over(runs, how):
-    pid, master = start_tui_in_pty(["run", "--", sys.executable, str(SCRIPTED), "--rate", "200"], tui_env(runs))
+    term = Terminal([NEUROTOP, "run", "--", sys.executable, str(SCRIPTED), "--rate", "200"], tui_env(runs), os.getcwd())
     try:
         run_dir = wait_for(lambda: journal.list_runs(runs) and journal.list_runs(runs)[0][0])
         wait_for(lambda: last_step(run_dir) > 30)
         child_pid = journal.RunInfo.load(run_dir).pid
         if how == "hangup":
-            os.close(master)  # the terminal goes away: the kernel sends SIGHUP to the TUI
-            master = None
+            term.hang_up()
         else:
-            os.kill(pid, signal.SIGKILL)
-        status = reap(pid)
-        assert os.WIFSIGNALED(status) or os.WIFEXITED(status)
+            os.kill(term.pid, signal.SIGKILL)
+        term.wait_exit(10)
         at_death = last_step(run_dir)
         wait_for(lambda: last_step(run_dir) > at_death + 50)  # training goes on without a UI
         assert journal.pid_alive(child_pid)
     finally:
-        if master is not None:
-            os.close(master)
+        term.close()
 
     app = NeurotopApp(lambda store, notify: Link.attach(run_dir, store, notify), sample_system=False)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -186,3 +152,125 @@ def as_another_user(attempt, uid=65534) -> str:
     os.close(r)
     os.waitpid(pid, 0)
     return result
+
+
+# ----------------------------------------------------------------- runs found again from anywhere
+def user_env(home, **more):
+    """A login shell's environment after an SSH reconnect: a home, no $NEUROTOP_RUNS, and a PATH
+    without the project's virtual environment."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NEUROTOP_RUNS", "XDG_STATE_HOME", "PATH")}
+    return dict(env, HOME=str(home), PATH="/usr/bin:/bin", TERM="xterm-256color", **more)
+
+
+def test_the_default_runs_directory_is_per_user_and_private(tmp_path, monkeypatch):
+    monkeypatch.delenv("NEUROTOP_RUNS", raising=False)
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir("/")
+    default = tmp_path / ".local" / "state" / "neurotop" / "runs"
+    assert journal.runs_root() == default  # not ./runs of wherever the shell is
+    run_dir = journal.create_run_dir(journal.runs_root(), "x")
+    assert run_dir.parent == default and stat.S_IMODE(default.stat().st_mode) == 0o700
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert journal.runs_root() == tmp_path / "state" / "neurotop" / "runs"
+    assert journal.runs_root("elsewhere") == Path("/elsewhere")  # --runs-dir still wins
+    monkeypatch.setenv("NEUROTOP_RUNS", str(tmp_path / "mine"))
+    assert journal.runs_root() == tmp_path / "mine"
+
+
+def test_a_link_planted_at_the_runs_directory_is_refused(tmp_path):
+    target = tmp_path / "someone-elses"
+    target.mkdir()
+    planted = tmp_path / "state" / "neurotop" / "runs"
+    planted.parent.mkdir(parents=True)
+    planted.symlink_to(target)
+    with pytest.raises(PermissionError, match="link"):
+        journal.create_run_dir(planted, "x")
+    assert not any(target.iterdir())
+
+
+def test_attach_by_id_and_prefix_from_anywhere_and_the_printed_line_works(tmp_path):
+    """Defect 2: a run started by a script alone in one directory is opened by `neurotop attach`
+    from `/` and from `$HOME`, by id and by unique prefix; `q` → `d` prints a line that works in a
+    shell whose PATH lacks the virtual environment."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir(), work.mkdir()
+    env = user_env(home, PYTHONPATH=str(SCRIPTED.parent.parent.parent))
+    child = subprocess.Popen([sys.executable, str(SCRIPTED), "--rate", "100", "--name", "findme"], cwd=work, env=env,
+                             stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        root = home / ".local" / "state" / "neurotop" / "runs"
+        run_dir = wait_for(lambda: journal.list_runs(root) and journal.list_runs(root)[0][0])
+        assert not (work / "runs").exists()
+        for cwd, which in (("/", run_dir.name), (home, run_dir.name[:17])):
+            term = Terminal([NEUROTOP, "attach", which], env, cwd)
+            try:
+                term.wait_text("findme")
+                term.press("q")
+                term.wait_text("leave it running")
+                term.press("d")
+                assert term.wait_exit(20) == 0
+            finally:
+                term.close()
+            printed = term.text.split("Reopen it with:", 1)[1].split()
+            assert printed[:3] == [NEUROTOP, "attach", run_dir.name] and "--runs-dir" not in printed
+        again = Terminal(printed, env, home)  # the printed line, as a user pastes it after a reconnect
+        try:
+            again.wait_text("findme")
+        finally:
+            again.close()
+    finally:
+        child.kill()
+
+
+def test_an_ambiguous_prefix_lists_the_candidates(runs):
+    from tests.journals import demo_messages, write_run
+
+    first = write_run(runs, demo_messages(steps=10), name="one")
+    second = write_run(runs, demo_messages(steps=10), name="two")
+    common = os.path.commonprefix([first.name, second.name])
+    with pytest.raises(LookupError) as err:
+        journal.find_run(runs, common)
+    assert first.name in str(err.value) and second.name in str(err.value)
+    assert journal.find_run(runs, second.name[: len(common) + 1]) == second  # unique: found
+    assert journal.find_run(runs, "one") == first  # by name
+    out = subprocess.run([NEUROTOP, "attach", common], capture_output=True, text=True, cwd="/", check=False)
+    assert out.returncode == 2 and first.name in out.stderr and second.name in out.stderr
+
+
+# ------------------------------------------------------------------------------ commands that print
+def test_ls_into_a_closed_pipe_ends_quietly(runs):
+    """Defect 8: `neurotop ls | head -2` ended in a BrokenPipeError traceback."""
+    from tests.journals import demo_messages, write_run
+
+    for name in ("a", "b", "c"):
+        write_run(runs, demo_messages(steps=5), name=name)
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before anything is written, as `head` does after its lines
+    done = subprocess.run([NEUROTOP, "ls"], stdout=write, stderr=subprocess.PIPE, text=True, check=False)
+    os.close(write)
+    assert done.stderr == "" and done.returncode == 1
+
+
+def test_help_says_what_each_command_takes():
+    """Defect 8: demo's help lists the demo's options; ls offers no UI flags; no command runs the demo."""
+    def help_of(*args):
+        return subprocess.run([NEUROTOP, *args, "--help"], capture_output=True, text=True, check=True).stdout
+
+    assert "With no command, neurotop runs the demo" in " ".join(help_of().split())
+    demo = help_of("demo")
+    assert all(flag in demo for flag in ("--steps", "--broken", "--no-guard", "--epochs", "--headless"))
+    assert "until" in demo  # runs until stopped
+    ls = help_of("ls")
+    assert "--runs-dir" in ls and "--refresh" not in ls and "--pictures" not in ls and "--compare" not in ls
+
+
+def test_runs_dir_may_come_before_or_after_the_command(tmp_path, capsys, monkeypatch):
+    from tests.journals import demo_messages, write_run
+    from neurotop.tui import cli
+
+    monkeypatch.delenv("NEUROTOP_RUNS", raising=False)
+    run_dir = write_run(tmp_path, demo_messages(steps=5), name="here")
+    for argv in (["--runs-dir", str(tmp_path), "ls"], ["ls", "--runs-dir", str(tmp_path)]):
+        assert cli.main(argv) == 0
+        assert run_dir.name in capsys.readouterr().out

@@ -147,3 +147,42 @@ def test_sdk_cost_reports_numbers(tmp_path):
 
     costs = measure(calls=2000, run_dir=tmp_path / "bench")
     assert set(costs) >= {"log", "step", "step+log"} and all(v > 0 for v in costs.values())
+
+
+def test_the_demo_runs_until_stopped(runs):
+    """Defect 10: the default demo ended after ~85 s (5,000 epochs); now only --epochs/--steps end it."""
+    from neurotop.trainer.demo.autoencoder import parse_args, train
+
+    args = parse_args(["--steps", "60", "--batch-size", "720", "--insight-every", "0", "--latent-every", "0"])
+    assert args.epochs == 0  # the default: no limit
+    mon = train(args)  # two batches an epoch: 60 steps take 30 epochs, far past any fixed count of one
+    assert mon.step_count == 60 and mon.epoch >= 29
+    assert journal.RunInfo.load(mon.run_dir).state == "finished"
+    assert train(parse_args(["--epochs", "2", "--batch-size", "720"])).step_count == 4  # --epochs still limits
+
+
+def test_no_command_runs_the_demo_and_its_printed_attach_line_works(tmp_path):
+    """`neurotop --headless --steps N` is the demo (its options without the word `demo`), started
+    from `/` into the per-user runs directory; the `attach with:` line it prints opens the run
+    from another directory, in a shell without the virtual environment on its PATH."""
+    import os
+    import shlex
+
+    from tests.terminal import NEUROTOP, Terminal
+    from tests.test_attach import user_env
+
+    env = user_env(tmp_path)
+    out = subprocess.run([NEUROTOP, "--headless", "--steps", "40", "--insight-every", "0"], capture_output=True,
+                         text=True, timeout=120, cwd="/", env=env, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (run_dir, info), = journal.list_runs(tmp_path / ".local" / "state" / "neurotop" / "runs")
+    assert info.name == "autoencoder-digits" and info.state == "finished" and info.step == 40
+    printed = shlex.split(out.stdout.split("attach with:", 1)[1].splitlines()[0])
+    assert printed == [NEUROTOP, "attach", run_dir.name]
+    term = Terminal(printed, env, tmp_path)
+    try:
+        term.wait_text("autoencoder-digits")
+        term.wait_text("finished")
+    finally:
+        term.close()
+    assert os.path.exists(out.stdout.split("journal ", 1)[1].splitlines()[0])  # the journal line names a file

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from neurotop.trainer import journal
-from neurotop.trainer.protocol import Command, DecodeCounts, LineFramer, decode_lines
+from neurotop.trainer.protocol import ENV_SUPERVISED, Command, DecodeCounts, LineFramer, decode_lines
 
 
 class ControlServer:
@@ -30,7 +30,8 @@ class ControlServer:
         if control_fd is not None:
             self._threads.append(threading.Thread(target=self._read, args=(control_fd, "ui"),
                                                   name="neurotop-control", daemon=True))
-        self._server = self._open_socket(run_dir)
+        # Under a supervisor (neurotop run) the supervisor owns control.sock and passes commands on.
+        self._server = None if os.environ.get(ENV_SUPERVISED) else self._open_socket(run_dir)
         if self._server is not None:
             self._threads.append(threading.Thread(target=self._serve, name="neurotop-socket", daemon=True))
 

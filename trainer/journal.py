@@ -1,7 +1,7 @@
 """Run directories and the append-only journal: the truth that outlives any UI (DESIGN rule 3).
 
-A run lives in ``<runs>/<run-id>/``: ``journal.jsonl`` (the protocol's lines), ``output.log`` (the
-child's stdout and stderr), ``run.json`` (a small summary), ``checkpoints/`` and, while the run is
+A run lives in ``<runs>/<run-id>/`` (``<runs>``: see ``runs_root``): ``journal.jsonl`` (the
+protocol's lines), ``output.log`` (the child's stdout and stderr), ``run.json`` (a small summary), ``checkpoints/`` and, while the run is
 alive, ``control.sock``. Directories are owner-only (0700).
 """
 
@@ -11,6 +11,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 import stat
 import time
@@ -28,9 +29,18 @@ ENV_RUNS = "NEUROTOP_RUNS"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
+def default_runs_root() -> Path:
+    """Per user, whatever the current directory: ``$XDG_STATE_HOME/neurotop/runs``, by default
+    ``~/.local/state/neurotop/runs``, so a run started anywhere is found again from anywhere."""
+    state = os.environ.get("XDG_STATE_HOME", "")
+    base = Path(state) if os.path.isabs(state) else Path.home() / ".local" / "state"
+    return base / "neurotop" / "runs"
+
+
 def runs_root(runs_dir: str | os.PathLike | None = None) -> Path:
-    """``--runs-dir``, else ``$NEUROTOP_RUNS``, else ``./runs``."""
-    return Path(runs_dir or os.environ.get(ENV_RUNS) or "runs").absolute()
+    """``--runs-dir``, else ``$NEUROTOP_RUNS``, else the per-user default."""
+    chosen = runs_dir or os.environ.get(ENV_RUNS)
+    return Path(chosen).expanduser().absolute() if chosen else default_runs_root()
 
 
 def new_run_id(name: str) -> str:
@@ -40,9 +50,24 @@ def new_run_id(name: str) -> str:
 
 
 def make_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) so that only its owner can enter it."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
+    """Create ``path`` (and parents) so that only its owner can enter it. The directory itself is
+    opened without following a link: a link or someone else's directory planted there is refused."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as err:
+        raise PermissionError(f"{path} is not a directory of ours (a link or a file?): {err.strerror}") from None
+    try:
+        if os.fstat(fd).st_uid != os.getuid():
+            raise PermissionError(f"{path} belongs to another user")
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
     return path
 
 
@@ -71,6 +96,7 @@ class RunInfo:
     best_val: float | None = None
     socket: str = ""
     notes: int = 0
+    supervisor: int = 0  # the pid of the process that journals a `neurotop run` command and records its end
 
     def save(self, run_dir: Path) -> None:
         write_atomic(run_dir / RUN_JSON, json.dumps(asdict(self), indent=1).encode())
@@ -82,8 +108,9 @@ class RunInfo:
         return cls(**known)
 
     def effective_state(self) -> str:
-        """``lost`` when the record says running but its process is gone (no end was written)."""
-        if self.state in ("running", "paused", "starting") and not pid_alive(self.pid):
+        """``lost`` when the record says running but its process is gone (no end was written)
+        and no supervisor is left to write that end."""
+        if self.state in ("running", "paused", "starting") and not (pid_alive(self.pid) or pid_alive(self.supervisor)):
             return "lost"
         return self.state
 
@@ -133,7 +160,8 @@ def list_runs(root: Path) -> list[tuple[Path, RunInfo]]:
 
 
 def find_run(root: Path, which: str | None) -> Path:
-    """The run named by id, id prefix, name or path; the newest when ``which`` is None."""
+    """The run named by directory, id, unique id prefix, name or unique part of an id; the
+    newest when ``which`` is None. Several matches raise ``LookupError`` naming them."""
     if which and Path(which).is_dir() and (Path(which) / JOURNAL).exists():
         return Path(which).absolute()
     runs = list_runs(root)
@@ -141,10 +169,27 @@ def find_run(root: Path, which: str | None) -> Path:
         raise LookupError(f"no runs in {root}")
     if which is None:
         return runs[0][0]
-    for run_dir, info in runs:
-        if run_dir.name.startswith(which) or info.name == which or which in run_dir.name:
-            return run_dir
+    tiers = (lambda d, i: d.name == which, lambda d, i: d.name.startswith(which),
+             lambda d, i: i.name == which, lambda d, i: which in d.name)
+    for matches in tiers:
+        found = [run_dir for run_dir, info in runs if matches(run_dir, info)]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            listed = "\n  ".join(d.name for d in found[:10]) + ("\n  ..." if len(found) > 10 else "")
+            raise LookupError(f"{which!r} matches {len(found)} runs in {root}; give more of the id:\n  {listed}")
     raise LookupError(f"no run matching {which!r} in {root}")
+
+
+def describe_exit(code: int) -> str:
+    """``exited with code 1`` / ``was killed by SIGKILL``: what a person needs to read."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name}"
+    return f"exited with code {code}"
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

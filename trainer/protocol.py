@@ -32,6 +32,8 @@ Value = Union[bool, int, float, str]
 ENV_EVENTS_FD = "NEUROTOP_EVENTS_FD"
 ENV_CONTROL_FD = "NEUROTOP_CONTROL_FD"
 ENV_RUN_DIR = "NEUROTOP_RUN_DIR"
+#: Set when a supervisor (``neurotop run``) serves the run's control socket and forwards commands.
+ENV_SUPERVISED = "NEUROTOP_SUPERVISED"
 #: Set by a restart: the checkpoint to resume from, and the parameter values to start with (JSON).
 ENV_RESUME = "NEUROTOP_RESUME"
 ENV_PARAMS = "NEUROTOP_PARAMS"
@@ -69,6 +71,8 @@ class Hello(msgspec.Struct, tag="hello", omit_defaults=True):
     params: list[ParamSpec] = []
     argv: list[str] = []
     device: str = ""
+    #: the command actions this run accepts; empty: all of them (an SDK run)
+    controls: list[str] = []
 
 
 class Metric(msgspec.Struct, tag="metric", omit_defaults=True, gc=False):

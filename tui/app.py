@@ -24,7 +24,7 @@ from textual.worker import get_current_worker
 
 from neurotop.trainer import journal
 from neurotop.trainer.protocol import ENV_PARAMS, ENV_RESUME, Command
-from neurotop.tui.link import Link, LinkClosed
+from neurotop.tui.link import Link, LinkClosed, attach_command
 from neurotop.tui.screens.choice import ChoiceScreen
 from neurotop.tui.screens.dashboard import DashboardScreen
 from neurotop.tui.screens.diagnostics import DiagnosticsScreen
@@ -307,7 +307,7 @@ class NeurotopApp(App[str | None]):
         if self.store.finished or self.link is None or self.store.read_only:
             self.exit(None)
             return
-        self.push_screen(QuitScreen(f"neurotop attach {self.link.run_dir.name}"), self._quit_chosen)
+        self.push_screen(QuitScreen(attach_command(self.link.run_dir)), self._quit_chosen)
 
     def action_help_quit(self) -> None:
         """Ctrl-C, which a person presses to leave: the same as q."""

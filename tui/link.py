@@ -5,13 +5,17 @@ Reader threads only decode, ingest into the ``RunStore`` (which has its own lock
 
 A spawned child gets two pipes (events, control) whose fd numbers it finds in its environment,
 its stdout/stderr go straight to ``output.log`` (so a dead UI can never block or kill it), and it
-runs in its own session (no SIGHUP when the terminal goes away).
+runs in its own session (no SIGHUP when the terminal goes away). A command that may not use the SDK
+(``neurotop run``) is started under its supervisor (``neurotop.tui.supervisor``), which journals it;
+the link then follows that journal as ``attach`` does.
 """
 
 from __future__ import annotations
 
 import os
 import select
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,11 +27,13 @@ from typing import Callable
 
 from neurotop.trainer import journal
 from neurotop.trainer.protocol import (ENV_CONTROL_FD, ENV_EVENTS_FD, ENV_RUN_DIR, MAX_EVENT_LINE, Command, LineFramer,
-                                       Metric, decode_lines, encode)
+                                       decode_lines, encode)
 from neurotop.tui.parse import OutputParser, ParsedLine
 from neurotop.tui.store import RunStore
 
 POLL_INTERVAL = 0.2
+SUPERVISOR_MODULE = "neurotop.tui.supervisor"
+SUPERVISOR_START_TIMEOUT = 30.0
 READ_CHUNK = 1 << 20
 
 
@@ -41,23 +47,23 @@ class Link:
     def __init__(self, store: RunStore, run_dir: Path, notify: Callable[[], None]) -> None:
         self.store, self.run_dir, self.notify = store, run_dir, notify
         self.process: subprocess.Popen | None = None
+        self.supervisor: subprocess.Popen | None = None
+        self._supervisor_pid = 0  # a supervised run's, from run.json
         self._control: int | socket.socket | None = None
         self._closing = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.parser = OutputParser()  # `neurotop run --no-parse / --metric-regex` replace it
+        self.parser = OutputParser()  # splits the output into the log pane's lines
         self.argv: list[str] = []
         self.env: dict[str, str] | None = None
-        self._uses_sdk = False
-        self._parsed_step: int | None = None  # the last step a parsed output line named
+        self.supervisor_options: list[str] | None = None  # set when a supervisor runs the command
 
     # ------------------------------------------------------------------------------ spawn
     @classmethod
     def spawn(cls, argv: list[str], run_dir: Path, store: RunStore, notify: Callable[[], None],
-              env: dict[str, str] | None = None, parser: OutputParser | None = None) -> "Link":
+              env: dict[str, str] | None = None) -> "Link":
+        """An SDK command as this process's own child, its events on a pipe (``neurotop demo``)."""
         link = cls(store, run_dir, notify)
         link.argv, link.env = list(argv), env
-        if parser is not None:
-            link.parser = parser
         events_r, events_w = os.pipe()
         _widen_pipe(events_w)
         control_r, control_w = os.pipe()
@@ -93,14 +99,43 @@ class Link:
         link._start(link._wait_child)
         return link
 
+    @classmethod
+    def supervise(cls, argv: list[str], run_dir: Path, store: RunStore, notify: Callable[[], None],
+                  env: dict[str, str] | None = None, options: tuple[str, ...] | list[str] = ()) -> "Link":
+        """Any command (``neurotop run``), under a supervisor process that outlives this UI: it
+        journals the command (parsing its output when it has no SDK) and serves ``control.sock``;
+        this link then follows the journal and sends commands as ``attach`` does. ``options``:
+        the supervisor's ``--no-parse`` / ``--metric-regex R``."""
+        argv_ = [sys.executable, "-m", SUPERVISOR_MODULE, "--run-dir", str(run_dir),
+                 "--name", store.name or run_dir.name, *options, "--", *argv]
+        log = os.open(run_dir / journal.OUTPUT, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:  # its own session: a dropped terminal (SIGHUP) or a killed UI leaves it running
+            supervisor = subprocess.Popen(argv_, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+                                          env=env, start_new_session=True)
+        finally:
+            os.close(log)
+        with supervisor.stdout:  # "ready": the journal and the socket exist
+            ready, _, _ = select.select([supervisor.stdout], [], [], SUPERVISOR_START_TIMEOUT)
+            said = supervisor.stdout.readline() if ready else b""
+        if not said:
+            store.child_exited(1, "its supervisor did not start (see the output pane)")
+        link = cls.attach(run_dir, store, notify)
+        link.argv, link.env, link.supervisor_options = list(argv), env, list(options)
+        link.supervisor = supervisor
+        return link
+
     # ----------------------------------------------------------------------------- attach
     @classmethod
     def attach(cls, run_dir: Path, store: RunStore, notify: Callable[[], None]) -> "Link":
         """Rebuild from the journal, then follow it; commands go through ``control.sock``.
 
-        A run without the SDK has no journal: its ``output.log`` is parsed again instead."""
+        A run made before supervisors journaled plain commands has no journal: its output is
+        shown and its pid watched."""
         link = cls(store, run_dir, notify)
         info = journal.RunInfo.load(run_dir) if (run_dir / journal.RUN_JSON).exists() else None
+        link._supervisor_pid = info.supervisor if info else 0
+        if link._supervisor_pid:  # a restart from here goes under a supervisor too
+            link.supervisor_options = []
         link._socket_path = Path(info.socket) if info and info.socket else journal.socket_path_for(run_dir)
         link.argv = list(info.command) if info else []
         if (run_dir / journal.JOURNAL).exists():
@@ -128,9 +163,9 @@ class Link:
         """The same command as a new run in ``run_dir`` (a restart), with ``extra_env`` added."""
         env = dict(os.environ if self.env is None else self.env)
         env.update(extra_env)
-        old = self.parser
-        parser = OutputParser(old.regex.pattern if old.regex else None, enabled=old.enabled)
-        return Link.spawn(self.argv, run_dir, self.store, self.notify, env=env, parser=parser)
+        if self.supervisor_options is not None:
+            return Link.supervise(self.argv, run_dir, self.store, self.notify, env=env, options=self.supervisor_options)
+        return Link.spawn(self.argv, run_dir, self.store, self.notify, env=env)
 
     # ---------------------------------------------------------------------------- commands
     def send(self, cmd: Command) -> None:
@@ -177,12 +212,17 @@ class Link:
         self._control = None
 
     def stop(self, grace: float = 10.0) -> None:
-        """Ask for a clean stop; escalate to SIGTERM, then SIGKILL, if the child does not go."""
+        """Ask for a clean stop; escalate to SIGTERM, then SIGKILL, if our own child does not go.
+        A run reached through its socket (a supervisor's, or attached) is waited for up to
+        ``grace`` plus the supervisor's own SIGTERM-to-SIGKILL grace, so its end is known here."""
         try:
             self.send(Command(action="stop", source="ui"))
         except LinkClosed:
             pass
         if self.process is None:
+            deadline = time.monotonic() + grace + 5.0
+            while not self.store.finished and time.monotonic() < deadline:
+                time.sleep(POLL_INTERVAL)
             return
         try:
             self.process.wait(grace)
@@ -276,8 +316,8 @@ class Link:
             reader.close()
 
     def _tail_output(self) -> None:
-        """Follow ``output.log`` into the log pane; for a run without the SDK (no ``hello``), the
-        parser also turns lines such as ``loss: 0.12`` into metrics."""
+        """Follow ``output.log`` into the log pane (metrics printed by a command without the SDK
+        are parsed by its supervisor, into the journal)."""
         path = self.run_dir / journal.OUTPUT
         while not path.exists():
             if self._closing.wait(POLL_INTERVAL) or self.store.finished:
@@ -297,26 +337,17 @@ class Link:
 
     def _take_output(self, parsed: list[ParsedLine]) -> None:
         lines = [p.text for p in parsed if not p.transient]
-        if not self._uses_sdk and (self.store.hello is not None or (self.run_dir / journal.JOURNAL).exists()):
-            self._uses_sdk = True  # the journal has the metrics: printed ones would double them
-        if not self._uses_sdk:
-            now = time.time()
-            metrics = []
-            for p in parsed:
-                if p.step is not None:
-                    self._parsed_step = p.step
-                if p.values:  # a line with no step (a validation summary) goes at the last step seen
-                    step = p.step if p.step is not None else (
-                        self._parsed_step if self._parsed_step is not None else p.lineno)
-                    metrics.append(Metric(step=step, t=now, values=p.values, epoch=p.epoch))
-            self._store_safely(metrics)
         if lines:
             self.store.add_output(lines)
         self.notify()
 
     def _run_is_lost(self) -> bool:
+        """Gone with no end record: neither the process nor its supervisor (which writes that
+        record once the process has ended) is alive."""
         hello = self.store.hello
         if self.process is not None or hello is None or journal.pid_alive(hello.pid):
+            return False
+        if journal.pid_alive(self._supervisor_pid):
             return False
         return hello.host == socket.gethostname()
 
@@ -325,7 +356,7 @@ class Link:
 
     def _wait_child(self) -> None:
         code = self.process.wait()
-        self.store.child_exited(code, describe_exit(code))
+        self.store.child_exited(code, journal.describe_exit(code))
         self._record_exit(code)
         self.notify()
 
@@ -366,15 +397,19 @@ def _read_waiting(fd: int, data: bytes, limit: int = READ_CHUNK) -> bytes:
     return b"".join(chunks)
 
 
-def describe_exit(code: int) -> str:
-    """``exited with code 1`` / ``was killed by SIGKILL``: what a person needs to read."""
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"was killed by {name}"
-    return f"exited with code {code}"
+def attach_command(run_dir: Path) -> str:
+    """The command line that reopens ``run_dir`` from any directory, also after a reconnect: the
+    neurotop on PATH (else its absolute path), and ``--runs-dir`` when the run is not in the
+    per-user default (an environment variable may not be set in the next shell)."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "neurotop" and argv0.exists():
+        on_path = shutil.which("neurotop")
+        me = str(argv0.resolve())
+        exe = ["neurotop"] if on_path and str(Path(on_path).resolve()) == me else [me]
+    else:  # python -m neurotop.tui.cli, or a test
+        exe = [sys.executable, "-m", "neurotop.tui.cli"]
+    runs = [] if run_dir.parent == journal.default_runs_root() else ["--runs-dir", str(run_dir.parent)]
+    return shlex.join([*exe, "attach", run_dir.name, *runs])
 
 
 def python_argv(module: str, args: list[str]) -> list[str]:

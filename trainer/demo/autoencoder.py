@@ -8,11 +8,13 @@ Run it with ``neurotop demo`` (under the TUI) or ``python -m neurotop.trainer.de
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 
 import torch
 from torch import nn
 
+from neurotop.trainer.demo import options
 from neurotop.trainer.insights import InsightProbe
 from neurotop.trainer.monitor import Monitor
 from neurotop.trainer.params import Param
@@ -50,32 +52,7 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="neurotop demo", description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=5000)
-    ap.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: no limit)")
-    ap.add_argument("--latent", type=int, default=8)
-    ap.add_argument("--hidden", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    ap.add_argument("--probe-every", type=int, default=50, help="activation snapshot cadence in steps")
-    ap.add_argument("--val-every", type=int, default=100, help="validation cadence in steps")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (default 1: this model is tiny, and spinning OpenMP threads "
-                         "collapse when they share cores with the UI)")
-    ap.add_argument("--name", default="autoencoder-digits")
-    ap.add_argument("--no-monitor", action="store_true", help="train with monitoring off (for benchmarks)")
-    ap.add_argument("--no-guard", action="store_true",
-                    help="do not pause when the loss turns NaN or spikes (it is still flagged)")
-    ap.add_argument("--checkpoint-every", type=int, default=1000,
-                    help="steps between rolling 'last-good' checkpoints (what a roll-back returns to)")
-    ap.add_argument("--insight-every", type=int, default=200,
-                    help="neuron health, signal and gradient-flow cadence in steps (0: off)")
-    ap.add_argument("--latent-every", type=int, default=1000, help="latent-space projection cadence in steps (0: off)")
-    ap.add_argument("--broken", action="store_true",
-                    help="a deliberately broken model: most units of the first hidden layer start dead "
-                         "(bias -10), for finding the dead layer in the pathways view (v)")
-    return ap.parse_args(argv)
+    return options.add_arguments(ap).parse_args(argv)
 
 
 def pick_device(name: str) -> torch.device:
@@ -120,7 +97,7 @@ def train(args: argparse.Namespace) -> Monitor:
     loss_fn = nn.MSELoss()
     n = len(x_train)
     with mon:
-        for epoch in range(args.epochs):
+        for epoch in range(args.epochs) if args.epochs else itertools.count():
             mon.epoch = epoch
             batch_size = int(mon.params["batch_size"])
             order = torch.randperm(n, device=device)
