@@ -33,7 +33,7 @@ from pathlib import Path
 
 from neurotop.trainer import journal
 from neurotop.trainer.protocol import (
-    ENV_CONTROL_FD, ENV_EVENTS_FD, ENV_RUN_DIR, ENV_SUPERVISED, PROTOCOL_VERSION, Command, DecodeCounts, Event, Hello, Metric,
+    ENV_CONTROL_FD, ENV_EVENTS_FD, ENV_RUN_DIR, ENV_SUPERVISED, PROTOCOL_VERSION, Command, DecodeCounts, LineFramer, Event, Hello, Metric,
     ParamChange, Status, decode_lines, encode,
 )
 from neurotop.tui.parse import OutputParser, ParsedLine
@@ -236,15 +236,14 @@ class Supervisor:
 
     def _read_events(self, fd: int) -> None:
         """The SDK's events pipe: only its hello and its end matter here (it journals itself)."""
-        partial = b""
+        framer = LineFramer()
         counts = DecodeCounts()
         try:
             while True:
                 data = os.read(fd, 1 << 20)
                 if not data:
                     return
-                lines = (partial + data).split(b"\n")
-                partial = lines.pop()[-journal.MAX_LINE:]
+                lines = framer.feed(data)
                 if self.sdk_ended:
                     continue
                 for msg in decode_lines([ln for ln in lines if b'"hello"' in ln or b'"status"' in ln], counts):
