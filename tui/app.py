@@ -23,6 +23,7 @@ from textual.worker import get_current_worker
 from neurotop.trainer import journal
 from neurotop.trainer.params import Refused, parse_typed, step_value
 from neurotop.trainer.protocol import ENV_PARAMS, ENV_RESUME, Command, Value
+from neurotop.tui.format import short
 from neurotop.tui.link import Link, LinkClosed
 from neurotop.tui.screens.choice import ChoiceScreen
 from neurotop.tui.screens.diagnostics import DiagnosticsScreen
@@ -34,7 +35,6 @@ from neurotop.tui.store import RunStore
 from neurotop.tui.system import SystemSampler
 from neurotop.tui.themes import USER_THEMES, load_themes
 from neurotop.tui.widgets.activations import ActivationsPane
-from neurotop.tui.widgets.bars import compact
 from neurotop.tui.widgets.header import RunHeader
 from neurotop.tui.widgets.log_pane import LogPane
 from neurotop.tui.widgets.loss_chart import LossChart
@@ -266,7 +266,7 @@ class NeurotopApp(App[str | None]):
     def request_value(self, name: str, value: Value) -> None:
         """Queue a change; a burst of key presses sends only its latest value, after a short pause."""
         self.pending[name] = value
-        self.notify(f"{name} → {compact(value)} (sending)", timeout=2)
+        self.notify(f"{name} → {short(value)} (sending)", timeout=2)
         if self._send_timer is None:
             self._send_timer = self.set_timer(SEND_DEBOUNCE, self._send_pending)
 

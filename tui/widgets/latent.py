@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from rich.text import Text
+from textual.color import Color
 from textual.markup import escape
 from textual_plotext import PlotextPlot
 
@@ -30,10 +31,6 @@ def decode_latent(msg: Latent) -> tuple[np.ndarray, np.ndarray]:
     lo = list(msg.lo[:2]) + [0.0, 0.0][len(msg.lo[:2]):]
     scale = list(msg.scale[:2]) + [1.0, 1.0][len(msg.scale[:2]):]
     return lo[0] + xs * scale[0], lo[1] + ys * scale[1]
-
-
-def _hex(rgb: tuple[int, int, int]) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 def label_colour(label: int) -> tuple[int, int, int]:
@@ -94,7 +91,7 @@ class LatentPlot(PlotextPlot):
             self.border_title = escape(f"Latent space: {dims}{msg.name or 'latent'}, {count} points, step {msg.step:,}")
             if labels is not None:
                 shown = np.unique(labels).tolist()[:12]
-                self.border_subtitle = " ".join(f"[{_hex(label_colour(k))}]{k}[/]" for k in shown)
+                self.border_subtitle = " ".join(f"[{Color(*label_colour(k)).hex}]{k}[/]" for k in shown)
             else:
                 self.border_subtitle = ""
         self._cached = None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
+from textual.markup import escape
 from textual.widgets import Static
 
+from neurotop.tui.format import flow, one_line, short
 from neurotop.tui.store import RunStore
-from neurotop.tui.widgets.bars import compact
 
 NO_SDK = ("[dim]This run declared no parameters.\n"
           "Add the SDK (five lines, see the README) to tune it live: "
@@ -36,7 +36,7 @@ class ParamsPane(Static):
 
     def refresh_from(self, store: RunStore) -> None:
         no_sdk = store.hello is None and (store.finished or store.elapsed() > 3)
-        key = (store.versions["params"], self.selected, store.hello is not None, no_sdk)
+        key = (store.versions["params"], self.selected, store.hello is not None, no_sdk, self.size.width)
         if key == self._seen:
             return
         self._seen = key
@@ -48,23 +48,19 @@ class ParamsPane(Static):
                                  "starts; a plain command has none (add the five SDK lines to tune it live).[/dim]")
                 return
             self.selected = min(self.selected, len(self.names) - 1)
-            width = max(len(n) for n in self.names)
+            width = max(len(one_line(n)) for n in self.names)
             lines = []
             for i, (name, spec) in enumerate(store.params.items()):
                 cursor = "[$accent]›[/]" if i == self.selected else " "
-                value = compact(spec.value)
                 change = store.last_change.get(name)
-                note = ""
-                if change is not None:
-                    if change.ok:
-                        note = f"[dim]@ {change.step:,}[/dim]"
-                    else:
-                        note = f"[$error]refused {escape(compact(change.new))}: {escape(change.reason)}[/]"
-                line = f"{cursor} {escape(name):<{width}}  [b]{escape(value):>9}[/b]  {note}"
-                lines.append(line)
+                when = f"  [dim]@ {change.step:,}[/dim]" if change is not None and change.ok else ""
+                lines.append(f"{cursor} {escape(one_line(name)):<{width}}  [b]{escape(short(spec.value)):>9}[/b]{when}")
+                if change is not None and not change.ok:  # its own line: a reason is a sentence
+                    lines.append(f"    [$error]refused {escape(short(change.new))}: {escape(one_line(change.reason))}[/]")
             spec = store.params[self.names[self.selected]]
-            bounds = spec.choices and " | ".join(spec.choices) or (
-                f"{compact(spec.min) if spec.min is not None else '-∞'} … "
-                f"{compact(spec.max) if spec.max is not None else '∞'}{'  log' if spec.log else ''}")
-            lines.append(f"[dim]{escape(spec.help)}  [{escape(bounds)}][/dim]" if spec.help else f"[dim][{escape(bounds)}][/dim]")
+            bounds = " | ".join(one_line(c) for c in spec.choices) if spec.choices else (
+                f"{short(spec.min) if spec.min is not None else '-∞'} … "
+                f"{short(spec.max) if spec.max is not None else '∞'}{' log' if spec.log else ''}")
+            about = [one_line(spec.help), f"[{bounds}]"] if spec.help else [f"[{bounds}]"]
+            lines += [f"[dim]{escape(line)}[/dim]" for line in flow(about, self.content_size.width or 80)]
         self.update("\n".join(lines))
