@@ -1,41 +1,136 @@
 """The loss chart: every series as a min/max envelope plus its smoothed line, markers for changes.
 
+Losses share the top panel; every other metric (accuracy, lr, …) gets a panel of its own below,
+on its own y axis and the same steps, so a number between 0 and 1 never squashes a loss (or the
+other way round). The legend is in the border title, where it covers no data.
+
 plotext costs ~5 µs a point and blocks the loop while it builds, so the chart never hands it
 more than about two points per column: each series is asked for ``width // 2`` buckets and
 drawn as a zigzag through each bucket's min and max (a spike always shows), and the smoothed
 value is the EMA computed on the raw stream at ingest, so it does not change with zoom.
+
+The y range leaves out the first steps' spike (a loss of 2.3 at step 1 would press a curve that
+ends near 0.02 into the bottom row) unless ``o`` asks for every point; the ticks are round numbers.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from rich.text import Text
+from textual.binding import Binding
 from textual.color import Color
+from textual.markup import escape
 from textual_plotext import PlotextPlot
 
+from neurotop.tui.format import fit_parts, fmt_step, one_line
 from neurotop.tui.series import SMOOTHING
 from neurotop.tui.store import RunStore
+from neurotop.tui.widgets.colours import theme_colour
 
-MAX_SERIES = 4
+MAX_SERIES = 4  # losses on the top panel
 MIN_SPAN = 16
+LOSS_ROWS = 8  # the least the loss panel is given before another metric gets a panel
+METRIC_ROWS = 8  # a panel of its own for each other metric: title, frame, 4 rows of plot, ticks
+EARLY = 0.1  # the first tenth of the steps in view is where a start-up spike is left out
+SERIES_FALLBACK = "#4EA8DE"
+
+
+def is_loss(name: str) -> bool:
+    return "loss" in name.lower()
 
 
 def series_order(names: list[str]) -> list[str]:
-    """``loss`` first, then other losses, then the rest; at most ``MAX_SERIES``."""
+    """``loss`` first, then other losses, then the rest."""
     def key(name: str) -> tuple[int, str]:
-        return (0 if name == "loss" else 1 if "loss" in name else 2, name)
-    return sorted(names, key=key)[:MAX_SERIES]
+        return (0 if name == "loss" else 1 if is_loss(name) else 2, name)
+    return sorted(names, key=key)
+
+
+def panels_for(names: list[str], height: int) -> tuple[list[list[str]], int]:
+    """Which series go on which panel at this height: the losses together (at most
+    ``MAX_SERIES``), each other metric alone while there is room; and how many were left out."""
+    ordered = series_order(names)
+    losses = [n for n in ordered if is_loss(n)][:MAX_SERIES]
+    others = [n for n in ordered if not is_loss(n)]
+    room = max(0, height - (LOSS_ROWS if losses else 0)) // METRIC_ROWS
+    panels = ([losses] if losses else []) + [[n] for n in others[:max(room, 0 if losses else 1)]]
+    shown = sum(len(p) for p in panels)
+    return panels, len(names) - shown
+
+
+def nice_ticks(lo: float, hi: float, most: int) -> list[float]:
+    """Round values (1, 2 or 5 × 10ⁿ apart) inside [lo, hi], at most ``most`` of them."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or most < 1:
+        return []
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / max(1, most - 1)
+    power = 10 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 2.5, 5, 10):
+        step = factor * power
+        first = math.ceil(lo / step - 1e-9)
+        last = math.floor(hi / step + 1e-9)
+        if last - first + 1 <= most:
+            return [round(k * step, 12) for k in range(first, last + 1)]
+    return [lo, hi]
+
+
+def tick_label(value: float, ticks: list[float]) -> str:
+    """A tick with as many decimals as its spacing needs: 0.05, 0.1, 2.5k."""
+    if abs(value) >= 1000 and float(value).is_integer():
+        return fmt_step(int(value))
+    spacing = min((b - a for a, b in zip(ticks, ticks[1:])), default=abs(value) or 1.0)
+    if value and abs(value) < 1e-3:
+        return f"{value:.1e}"
+    decimals = next((d for d in range(5) if abs(spacing * 10 ** d - round(spacing * 10 ** d)) < 1e-6), 5)
+    return f"{value:.{decimals}f}"
+
+
+def robust_range(views: list, early_until: float | None, log_y: bool) -> tuple[float, float, bool]:
+    """(low, high, clipped): the y range of ``views``, leaving out points at steps before
+    ``early_until`` when they rise further above everything after it than that spans (a start-up
+    spike that would press the rest of the curve into the bottom half)."""
+    everything, later = [], []
+    for view in views:
+        values = np.concatenate([view.lo, view.hi])
+        steps = np.concatenate([view.steps, view.steps])
+        ok = np.isfinite(values) & ((values > 0) if log_y else True)
+        everything.append(values[ok])
+        if early_until is not None:
+            later.append(values[ok & (steps >= early_until)])
+    everything = np.concatenate(everything) if everything else np.zeros(0)
+    if not everything.size:
+        return math.nan, math.nan, False
+    lo, hi = float(everything.min()), float(everything.max())
+    rest = np.concatenate(later) if later else np.zeros(0)
+    if rest.size:
+        top, bottom = float(rest.max()), float(rest.min())
+        if hi - top > top - bottom:  # the spike would take more than half the height
+            return lo, top + 0.1 * ((top - bottom) or abs(top) or 1.0), True
+    return lo, hi, False
 
 
 class LossChart(PlotextPlot):
-    """Train and validation loss against step, zoomable, following the newest steps by default."""
+    """Train and validation loss against step, zoomable, following the newest steps by default;
+    other metrics on panels of their own below."""
+
+    BINDINGS = [
+        Binding("o", "toggle_outliers", "Outliers", id="chart.outliers"),
+    ]
+
+    can_focus = True  # its keys are live where it has focus (a click on it gives it)
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.log_y = False
+        self.show_outliers = False  # False: the first steps' spike is left out of the y range
         self.smoothing_index = 2  # 0.9
         self.span: int | None = None  # steps in view; None: the whole run
         self.right: int | None = None  # right edge; None: follow the newest step
+        self.clipped = False  # the y range left the start-up spike out on the last draw
+        self.panels: list[list[str]] = []  # the series on each panel, top first, on the last draw
         self._seen: tuple | None = None
         self._cached: Text | None = None
         self._cache_key: tuple | None = None
@@ -51,6 +146,13 @@ class LossChart(PlotextPlot):
     def toggle_log(self) -> None:
         self.log_y = not self.log_y
         self._seen = None
+
+    def action_toggle_outliers(self) -> None:
+        """``o``: every point in the y range (the start-up spike too), or not."""
+        self.show_outliers = not self.show_outliers
+        self._seen = None
+        if self._store is not None:
+            self.refresh_from(self._store)
 
     def cycle_smoothing(self) -> float:
         self.smoothing_index = (self.smoothing_index + 1) % len(SMOOTHING)
@@ -107,67 +209,122 @@ class LossChart(PlotextPlot):
         lo, hi = self.window(store)
         columns = max(8, self.size.width // 2)
         with store.lock:
-            names = series_order(list(store.series))
+            self.panels, hidden = panels_for(list(store.series), self.size.height)
+            names = [n for panel in self.panels for n in panel]
             views = {n: store.series[n].view(lo, hi, columns, smoothing=self.smoothing) for n in names}
             markers = [m for m in store.markers if (lo is None or m.step >= lo) and (hi is None or m.step <= hi)]
+            first = min((s.first_step for s in store.series.values() if len(s)), default=None)
         compared = {}
         if other is not None:  # the same series of the compared run, in the same window of steps
             with other.lock:
                 compared = {n: other.series[n].view(lo, hi, columns, smoothing=self.smoothing)
                             for n in names if n in other.series and len(other.series[n])}
-        self._last_draw = (views, markers[-20:], compared)
+        from_start = first is not None and (lo is None or lo <= first)
+        self._last_draw = (self.panels, views, markers[-20:], compared, from_start)
         self._draw(*self._last_draw)
+        self.border_title = self._legend(names)
         follow = "following" if self.right is None else "panned"
         zoom = "whole run" if self.span is None else f"{self.span:,} steps"
-        self.border_subtitle = f"{zoom} · {follow} · smooth {self.smoothing:g}{' · log y' if self.log_y else ''}"
+        notes = [zoom, follow]  # the most needed first: a narrow pane keeps those that fit, whole
+        if self.clipped:
+            notes.append("spike clipped: o")
+        if hidden:
+            notes.append(f"+{hidden} metric{'s' if hidden > 1 else ''}: taller window")
+        if self.log_y:
+            notes.append("log y")
+        notes.append(f"smooth {self.smoothing:g}")
+        self.border_subtitle = fit_parts(notes, max(0, self.outer_size.width - 6), " · ")
         self._cached = None
         self.refresh()
 
-    def _draw(self, views: dict, markers: list, compared: dict | None = None) -> None:
+    def _colour(self, index: int) -> Color:
+        return theme_colour(self.app, f"series-{index + 1}", SERIES_FALLBACK)
+
+    def _legend(self, names: list[str]) -> str:
+        """The border title: each series' name in its colour (a legend that covers no data)."""
+        if not names:
+            return "Loss"
+        keys = [f"[{self._colour(i).hex}]━[/] {escape(one_line(name))}" for i, name in enumerate(names)]
+        return "Loss  " + "  ".join(keys)
+
+    def _draw(self, panels: list[list[str]], views: dict, markers: list, compared: dict, from_start: bool) -> None:
         plt = self.plt
-        plt.clear_data()
-        variables = self.app.theme_variables
-        background = variables.get("surface", "#000000")
-        plt.xlabel("step")
-        plt.yscale("log" if self.log_y else "linear")
-        for i, (name, view) in enumerate(views.items()):  # the compared run first: this one on top
-            other = (compared or {}).get(name)
-            if other is not None:
-                faint = _blend(variables.get(f"series-{i + 1}", "#4EA8DE"), background, 0.7)
-                values = other.smooth if self.smoothing > 0 else other.last
-                good = np.isfinite(values) & ((values > 0) if self.log_y else True)
-                if good.any():
-                    plt.plot(other.steps[good].tolist(), values[good].tolist(), color=faint, marker="braille",
-                             label=f"≈{name}")
-        for i, (name, view) in enumerate(views.items()):
-            colour_name = variables.get(f"series-{i + 1}", "#4EA8DE")
-            colour = _rgb(colour_name)
-            dim = _blend(colour_name, background, 0.6)  # the raw envelope, under its smoothed line
-            ok = np.isfinite(view.lo) & np.isfinite(view.hi)
-            if self.log_y:
-                ok &= view.lo > 0
-            if not ok.any():
-                continue
-            steps = view.steps[ok]
-            # The envelope is each bucket's min and max as points, not a zigzag line: plotext fills
-            # every segment of a line point by point, which cost ~0.8 s a frame on a noisy series.
-            xs = np.repeat(steps, 2).tolist()
-            ys = np.column_stack([view.lo[ok], view.hi[ok]]).ravel().tolist()
-            plt.scatter(xs, ys, color=dim, marker="braille")
-            line = view.smooth[ok] if self.smoothing > 0 else view.mean[ok]
-            good = np.isfinite(line)
-            plt.plot(steps[good].tolist(), line[good].tolist(), color=colour, marker="braille", label=name)
-        accent = _rgb(variables.get("accent", "#F4A259"))
-        for marker in markers:
-            plt.vline(marker.step, accent)
-        steps = [v.steps for v in [*views.values(), *(compared or {}).values()] if len(v)]
-        if steps:
-            lo, hi = min(int(s[0]) for s in steps), max(int(s[-1]) for s in steps)
-            ticks = sorted({int(round(lo + (hi - lo) * k / 4)) for k in range(5)})
-            plt.xticks(ticks, [_step_label(t) for t in ticks])
+        plt.clf()
+        self.clipped = False
+        if not panels:
+            return
+        width, height = self.size
+        background = theme_colour(self.app, "surface", "#000000")
+        accent = theme_colour(self.app, "accent", "#F4A259").rgb
+        extra = max(0, len(panels) - (1 if is_loss(panels[0][0]) else 0))
+        top_rows = max(1, height - extra * METRIC_ROWS) if len(panels) > 1 else height
+        if len(panels) > 1:
+            plt.subplots(len(panels), 1)
+        shown = [v for v in [*views.values(), *compared.values()] if len(v)]
+        x_lo = min((int(v.steps[0]) for v in shown), default=0)
+        x_hi = max((int(v.steps[-1]) for v in shown), default=1)
+        x_ticks = nice_ticks(x_lo, x_hi, max(2, min(7, width // 10)))
+        index = {name: i for i, name in enumerate(n for panel in panels for n in panel)}
+        for p, names in enumerate(panels):
+            sub = plt.subplot(p + 1, 1) if len(panels) > 1 else plt
+            rows = top_rows if p == 0 else METRIC_ROWS
+            if len(panels) > 1:
+                sub.plotsize(width, rows)
+            log_y = self.log_y and is_loss(names[0])
+            sub.yscale("log" if log_y else "linear")
+            if not is_loss(names[0]):
+                sub.title(one_line(names[0]))
+            for name in names:  # the compared run first: this one on top
+                other = compared.get(name)
+                if other is not None:
+                    faint = self._colour(index[name]).blend(background, 0.7).rgb
+                    values = other.smooth if self.smoothing > 0 else other.last
+                    good = np.isfinite(values) & ((values > 0) if log_y else True)
+                    if good.any():
+                        sub.plot(other.steps[good].tolist(), values[good].tolist(), color=faint, marker="braille")
+            for name in names:
+                view = views[name]
+                colour = self._colour(index[name])
+                dim = colour.blend(background, 0.6).rgb  # the raw envelope, under its smoothed line
+                ok = np.isfinite(view.lo) & np.isfinite(view.hi)
+                if log_y:
+                    ok &= view.lo > 0
+                if not ok.any():
+                    continue
+                steps = view.steps[ok]
+                # The envelope is each bucket's min and max as points, not a zigzag line: plotext fills
+                # every segment of a line point by point, which cost ~0.8 s a frame on a noisy series.
+                xs = np.repeat(steps, 2).tolist()
+                ys = np.column_stack([view.lo[ok], view.hi[ok]]).ravel().tolist()
+                sub.scatter(xs, ys, color=dim, marker="braille")
+                line = view.smooth[ok] if self.smoothing > 0 else view.mean[ok]
+                good = np.isfinite(line)
+                sub.plot(steps[good].tolist(), line[good].tolist(), color=colour.rgb, marker="braille")
+            for marker in markers:
+                sub.vline(marker.step, accent)
+            self._scale_y(sub, [views[n] for n in names], rows, log_y, from_start and not self.show_outliers,
+                          x_lo + EARLY * (x_hi - x_lo))
+            sub.xlim(x_lo, x_hi)
+            last = p == len(panels) - 1
+            sub.xticks(x_ticks, [tick_label(t, x_ticks) for t in x_ticks] if last else [""] * len(x_ticks))
+            if last:
+                sub.xlabel("step")
+
+    def _scale_y(self, sub, views: list, rows: int, log_y: bool, leave_out_spike: bool, early_until: float) -> None:
+        lo, hi, clipped = robust_range(views, early_until if leave_out_spike else None, log_y)
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return
+        if clipped:
+            self.clipped = True
+            sub.ylim(lo, hi)
+        if log_y:
+            return
+        ticks = nice_ticks(lo, hi, max(2, min(6, (rows - 2) // 2)))
+        if len(ticks) >= 2:
+            sub.yticks(ticks, [tick_label(t, ticks) for t in ticks])
 
     def render(self):
-        key = (self.size, self.app.theme, self._seen)
+        key = (self.size, self.app.theme, self._seen, self.show_outliers)
         if self._cached is None or key != self._cache_key:
             if self._cache_key is not None and self._last_draw is not None:
                 self._draw(*self._last_draw)  # plotext transforms its data in place (log y): start afresh
@@ -178,25 +335,3 @@ class LossChart(PlotextPlot):
                                     style="dim")
             self._cache_key = key
         return self._cached
-
-
-def _step_label(step: int) -> str:
-    """Steps as a person reads them on an axis: 950, 12.5k, 3.2M."""
-    for unit, size in (("M", 1_000_000), ("k", 1_000)):
-        if abs(step) >= size * 10 or (abs(step) >= size and step % size == 0):
-            return f"{step / size:.4g}{unit}"
-    return str(step)
-
-
-def _blend(colour: str, background: str, amount: float) -> tuple[int, int, int]:
-    try:
-        return Color.parse(colour).blend(Color.parse(background), amount).rgb
-    except Exception:
-        return (128, 128, 128)
-
-
-def _rgb(value: str) -> tuple[int, int, int]:
-    try:
-        return Color.parse(value).rgb
-    except Exception:
-        return (128, 128, 128)
