@@ -7,6 +7,9 @@ a run can set (names, notes, metric names, errors, output) passes ``printable`` 
 from __future__ import annotations
 
 import re
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 _CONTROL = re.compile(r"""
       \x1b\[[0-?]*[ -/]*[@-~]                   # CSI: colours, cursor moves, erase line
@@ -105,18 +108,18 @@ def fit_parts(parts: list[str], width: int, sep: str = "  ") -> str:
     return sep.join(out)
 
 
-def flow(parts: list[str], width: int, sep: str = "  ") -> list[str]:
-    """``parts`` laid on as few lines of ``width`` cells as they take, never split inside a part
-    (a part wider than the line gets a line of its own, cut with an ellipsis)."""
-    lines: list[str] = []
-    line = ""
+def flow(parts: list[T], width: int, sep: str = "  ", length: Callable[[T], int] = len) -> list[list[T]]:
+    """``parts`` grouped into as few lines of ``width`` cells as they take, never split inside a
+    part (a part wider than the line gets a line of its own). ``length`` measures a part: a part
+    may be (plain text, markup) as long as ``length`` reads the plain text."""
+    lines: list[list[T]] = []
+    used = 0
     for part in parts:
-        if line and len(line) + len(sep) + len(part) <= width:
-            line += sep + part
-            continue
-        if line:
-            lines.append(line)
-        line = part if len(part) <= width else fit(part, width)
-    if line:
-        lines.append(line)
+        size = length(part)
+        if lines and lines[-1] and used + len(sep) + size <= width:
+            lines[-1].append(part)
+            used += len(sep) + size
+        else:
+            lines.append([part])
+            used = size
     return lines

@@ -62,5 +62,5 @@ class ParamsPane(Static):
                 f"{short(spec.min) if spec.min is not None else '-∞'} … "
                 f"{short(spec.max) if spec.max is not None else '∞'}{' log' if spec.log else ''}")
             about = [one_line(spec.help), f"[{bounds}]"] if spec.help else [f"[{bounds}]"]
-            lines += [f"[dim]{escape(line)}[/dim]" for line in flow(about, self.content_size.width or 80)]
+            lines += [f"[dim]{escape('  '.join(line))}[/dim]" for line in flow(about, self.content_size.width or 80)]
         self.update("\n".join(lines))
