@@ -123,3 +123,18 @@ def flow(parts: list[T], width: int, sep: str = "  ", length: Callable[[T], int]
             lines.append([part])
             used = size
     return lines
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """``text`` on lines of at most ``width`` characters, broken after a blank where there is
+    one in the line's second half, else cut across (a path or a hash has no blank)."""
+    if width <= 0:
+        return [text]
+    rows = []
+    while len(text) > width:
+        cut = text.rfind(" ", width // 2, width + 1)
+        cut = width if cut < 0 else cut + 1
+        rows.append(text[:cut])
+        text = text[cut:]
+    rows.append(text)
+    return rows

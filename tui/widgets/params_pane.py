@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.markup import escape
 from textual.widgets import Static
 
-from neurotop.tui.format import flow, one_line, short
+from neurotop.tui.format import flow, one_line, short, wrap
 from neurotop.tui.store import RunStore
 
 NO_SDK = ("[dim]This run declared no parameters.\n"
@@ -55,8 +55,9 @@ class ParamsPane(Static):
                 change = store.last_change.get(name)
                 when = f"  [dim]@ {change.step:,}[/dim]" if change is not None and change.ok else ""
                 lines.append(f"{cursor} {escape(one_line(name)):<{width}}  [b]{escape(short(spec.value)):>9}[/b]{when}")
-                if change is not None and not change.ok:  # its own line: a reason is a sentence
-                    lines.append(f"    [$error]refused {escape(short(change.new))}: {escape(one_line(change.reason))}[/]")
+                if change is not None and not change.ok:  # its own lines: a reason is a sentence
+                    refused = f"refused {short(change.new)}: {one_line(change.reason)}"
+                    lines += [f"    [$error]{escape(row)}[/]" for row in wrap(refused, (self.content_size.width or 80) - 4)]
             spec = store.params[self.names[self.selected]]
             bounds = " | ".join(one_line(c) for c in spec.choices) if spec.choices else (
                 f"{short(spec.min) if spec.min is not None else '-∞'} … "

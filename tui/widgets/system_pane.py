@@ -23,10 +23,10 @@ def describe_system(sample: SystemSample | None, width: int = 40) -> str:
     lines: list[str] = []
     cells = 10 if width >= 40 else 6  # the bars give way first
 
-    def add(parts: list[tuple[str, str]]) -> None:
+    def add(parts: list[tuple[str, str]], indent: str = "    ") -> None:
         """Figures as (plain text, markup), laid on as few lines as ``width`` takes."""
         for i, line in enumerate(flow(parts, width, length=lambda part: len(part[0]))):
-            lines.append(("    " if i else "") + "  ".join(markup for _, markup in line))
+            lines.append((indent if i else "") + "  ".join(markup for _, markup in line))
 
     for gpu in sample.gpus:
         util = None if gpu.util_pct is None else gpu.util_pct / 100
@@ -50,7 +50,7 @@ def describe_system(sample: SystemSample | None, width: int = 40) -> str:
     cpu = f"{host.cpu_pct:3.0f}% of {host.cpu_count}"
     ram = f"RAM {fmt_bytes(host.ram_used)}/{fmt_bytes(host.ram_total)}"
     add([(f"CPU {bar(host.cpu_pct / 100, 8)} {cpu}", f"CPU [$secondary]{bar(host.cpu_pct / 100, 8)}[/] {cpu}"),
-         (ram, ram)])
+         (ram, ram)], indent="")
     proc = sample.proc
     if proc is not None:
         if proc.alive:
