@@ -22,6 +22,7 @@ STATE_STYLE = {
     "failed": "$error", "stopped": "$warning", "lost": "$error",
 }
 SEP = "  "
+ELASTIC = 16  # the least of an error or an alert kept on a narrow line; spare room goes to them
 
 
 @dataclass
@@ -33,10 +34,16 @@ class Part:
     narrow: str
     rank: int
     style: str = ""
+    elastic: bool = False  # a sentence (an error, an alert): on a narrow line, cut to the room left
 
-    def markup(self, narrow: bool) -> str:
-        text = escape(self.narrow if narrow else self.text)
-        return f"[{self.style}]{text}[/]" if self.style else text
+    def cells(self, narrow: bool) -> int:
+        if narrow and self.elastic:
+            return min(cell_len(self.text), ELASTIC)
+        return cell_len(self.narrow if narrow else self.text)
+
+    def markup(self, narrow: bool, room: int = 0) -> str:
+        text = fit(self.text, room).rstrip() if narrow and self.elastic else self.narrow if narrow else self.text
+        return f"[{self.style}]{escape(text)}[/]" if self.style else escape(text)
 
 
 def header_parts(store: RunStore) -> list[Part]:
@@ -58,7 +65,7 @@ def header_parts(store: RunStore) -> list[Part]:
     parts.append(Part(f"mon {store.overhead * 100:.1f}%", f"mon {store.overhead * 100:.1f}%", 4))
     if store.exit_code is not None or (state in ("failed", "lost") and store.detail):
         detail = one_line(store.detail)
-        parts.append(Part(detail, fit(detail, 24).rstrip(), 1, "$error"))
+        parts.append(Part(detail, detail, 1, "$error", elastic=True))
     lag = store.lag()
     if lag > 3.0:
         parts.append(Part(f"behind {lag:.0f}s", f"behind {lag:.0f}s", 1, "$warning"))
@@ -66,8 +73,8 @@ def header_parts(store: RunStore) -> list[Part]:
         parts.append(Part(f"{store.dropped:,} live msgs dropped (journal complete)", f"{store.dropped:,} dropped", 2,
                           "$warning"))
     if store.alert:
-        alert = one_line(store.alert)
-        parts.append(Part(f"⚠ {alert}", fit(f"⚠ {alert}", 28).rstrip(), 1, "$error"))
+        alert = f"⚠ {one_line(store.alert)}"
+        parts.append(Part(alert, alert, 1, "$error", elastic=True))
     bad = store.counts.malformed + store.counts.unknown
     if bad:
         parts.append(Part(f"{bad} bad lines", f"{bad} bad", 3, "$warning"))
@@ -76,18 +83,27 @@ def header_parts(store: RunStore) -> list[Part]:
 
 def fit_header(parts: list[Part], width: int) -> str:
     """The parts as one line of markup that fits ``width`` cells: full labels when they all fit,
-    else the narrow labels, leaving out the highest ranks until the rest fits."""
+    else the narrow labels, leaving out the highest ranks until the rest fits; an error or an
+    alert then takes the room that is left."""
     full = [p for p in parts if p.text]
     if _cells(full, False) <= width:
         return SEP.join(p.markup(False) for p in full)
     shown = [p for p in parts if p.narrow]
     while _cells(shown, True) > width and any(p.rank for p in shown):
         del shown[max((i for i, p in enumerate(shown) if p.rank), key=lambda i: (shown[i].rank, i))]
-    return SEP.join(p.markup(True) for p in shown)
+    spare = max(0, width - _cells(shown, True))
+    out = []
+    for p in shown:
+        room = p.cells(True)
+        if p.elastic:
+            extra = min(spare, cell_len(p.text) - room)
+            room, spare = room + extra, spare - extra
+        out.append(p.markup(True, room))
+    return SEP.join(out)
 
 
 def _cells(parts: list[Part], narrow: bool) -> int:
-    return sum(cell_len(p.narrow if narrow else p.text) for p in parts) + len(SEP) * max(0, len(parts) - 1)
+    return sum(p.cells(narrow) for p in parts) + len(SEP) * max(0, len(parts) - 1)
 
 
 class RunHeader(Static):
