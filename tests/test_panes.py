@@ -222,3 +222,34 @@ async def test_header_is_one_line_with_state_step_and_elapsed_at_every_size(tmp_
         header = screen_text(app)[0]
         for figure in ("● finished", "step 600", "00:00:06", "mon 0.0%", "ui "):
             assert figure in header, (figure, header)
+
+
+# ------------------------------------------------------------------------- pathways, 80×24
+async def test_the_compare_picker_shows_each_run_whole_at_80x24(runs):
+    from tests.test_pathways_ui import attached_app, insight_messages, open_pathways
+    from neurotop.tui.screens.pathways import RunPicker
+
+    mine = write_run(runs, insight_messages(name="mine"), name="mine")
+    other = write_run(runs, insight_messages(steps=300, name="autoencoder-digits"), name="autoencoder-digits")
+    app = attached_app(mine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_pathways(pilot, app)
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, RunPicker))
+        await pilot.pause(0.1)
+        screen = screen_text(app)
+        row = next(line for line in screen if "autoencoder-digits" in line)
+        assert other.name[:20] in row  # the id's unique prefix, on the same line as the name
+
+
+async def test_the_activation_history_title_keeps_its_layer_selector(runs):
+    from tests.test_pathways_ui import attached_app, insight_messages, open_pathways
+    from neurotop.tui.widgets.health import UnitHistoryPane
+
+    app = attached_app(write_run(runs, insight_messages()))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_pathways(pilot, app)
+        await pilot.pause(0.1)
+        title = str(screen.query_one(UnitHistoryPane).border_title)
+        assert "◂ 1/2 ▸ enc.relu" in title
+        assert "◂ 1/2 ▸" in "\n".join(screen_text(app))

@@ -18,7 +18,7 @@ from textual.containers import Vertical
 from textual.markup import escape
 from textual.strip import Strip
 
-from neurotop.tui.format import fit, fmt_step
+from neurotop.tui.format import fit, fit_parts, fmt_step, one_line
 from neurotop.tui.store import RunStore
 from neurotop.tui.widgets.colours import theme_colour
 from neurotop.tui.widgets.heatmap import NONE, GridView, Heatmap, Ramp, grid_strips
@@ -276,8 +276,11 @@ class UnitHistoryPane(Vertical):
         rows = msg.rows
         grouped = f" in {rows} groups" if msg.units > rows else ""
         position = self.layer_names.index(self.current_layer) + 1
-        nav = f"  ◂ {position}/{len(self.layer_names)} ▸" if len(self.layer_names) > 1 else ""
-        self.border_title = escape(f"Activation history: {self.current_layer} ({msg.units:,} units{grouped}){nav}")
+        nav = f"◂ {position}/{len(self.layer_names)} ▸" if len(self.layer_names) > 1 else ""
+        head = " ".join(p for p in ("Activation history", nav, one_line(self.current_layer)) if p)
+        room = max(0, self.outer_size.width - 7 - len(head)) if self.outer_size.width else 200
+        more = fit_parts([f"({msg.units:,} units{grouped})"], room)  # the selector and the name stay whole
+        self.border_title = escape(f"{head} {more}".rstrip())
         self.border_subtitle = f"[ ] layer · s: sort by {self.sort}"
         caption = f"steps {fmt_step(int(steps[0]))}…{fmt_step(int(steps[-1]))}  mean {lo:.3g} … {hi:.3g}"
         self.heatmap.set_data(cells.astype(np.int32), caption)

@@ -319,7 +319,7 @@ class LossChart(PlotextPlot):
             sub.ylim(lo, hi)
         if log_y:
             return
-        ticks = nice_ticks(lo, hi, max(2, min(6, (rows - 2) // 2)))
+        ticks = nice_ticks(lo, hi, max(2, min(6, (rows - 4) // 2)))  # a label every other row at most
         if len(ticks) >= 2:
             sub.yticks(ticks, [tick_label(t, ticks) for t in ticks])
 
