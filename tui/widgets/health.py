@@ -104,7 +104,7 @@ class LayerTimeline(GridView):
                 strips.append(Strip([Segment(f"  … {len(self.rows) - i} more", dim)]))
                 break
             if row.separator:
-                strips.append(Strip([Segment(fit(row.label, width), dim)]))
+                strips.append(Strip([Segment(fit(one_line(row.label), width), dim)]))
                 continue
             label_style = alert if row.alert else (dim if row.dim else base)
             values = step_columns(row.steps, row.values, lo, hi, cols)
@@ -115,7 +115,7 @@ class LayerTimeline(GridView):
             if row.dim:
                 picture = picture.apply_style(Style(dim=True))
             strips.append(Strip.join([
-                Strip([Segment(fit(row.label, LABEL_WIDTH - 1) + " ", label_style)]),
+                Strip([Segment(fit(one_line(row.label), LABEL_WIDTH - 1) + " ", label_style)]),
                 picture,
                 Strip([Segment(" " + fit(row.right, RIGHT_WIDTH + 1, left=False), label_style)]),
             ]))
@@ -173,7 +173,7 @@ class HealthPane(Vertical):
         _, title, _ = HEALTH_METRICS[self.metric_index]
         with store.lock:
             dead = sorted(store.dead_layers)
-        self.border_title = escape("Neuron health" + (f"  ⚠ dead: {', '.join(dead)}" if dead else ""))
+        self.border_title = escape("Neuron health" + (f"  ⚠ dead: {one_line(', '.join(dead))}" if dead else ""))
         self.border_subtitle = f"m: {title}"
         scale = "colour 0…max" if self.metric == "signal" else "colour 0…100%"
         self.timeline.set_rows(rows, (0, max(last, 1)), scale)

@@ -13,6 +13,7 @@ from textual.markup import escape
 from textual_plotext import PlotextPlot
 
 from neurotop.trainer.protocol import Latent
+from neurotop.tui.format import one_line
 from neurotop.tui.store import RunStore
 
 #: The most points drawn (a larger message is sampled evenly): plotext costs ~5 µs a point.
@@ -88,7 +89,7 @@ class LatentPlot(PlotextPlot):
             plt.xlabel(f"PC1 {ex[0]:.0%}")
             plt.ylabel(f"PC2 {ex[1]:.0%}")
             dims = f"{msg.dims}-d " if msg.dims else ""
-            self.border_title = escape(f"Latent space: {dims}{msg.name or 'latent'}, {count} points, step {msg.step:,}")
+            self.border_title = escape(f"Latent space: {dims}{one_line(msg.name or 'latent')}, {count} points, step {msg.step:,}")
             if labels is not None:
                 shown = np.unique(labels).tolist()[:12]
                 self.border_subtitle = " ".join(f"[{Color(*label_colour(k)).hex}]{k}[/]" for k in shown)

@@ -12,7 +12,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
-from neurotop.tui.format import fit
+from neurotop.tui.format import fit, one_line
 from neurotop.tui.store import RunStore
 from neurotop.tui.widgets.colours import theme_colour
 from neurotop.tui.widgets.heatmap import Ramp
@@ -103,9 +103,9 @@ class PathwayPane(Static):
             connector = "┌" if i == 0 and len(layers) > 1 else "└" if i == len(layers) - 1 else "├"
             start = len(text)
             text.append(f"{connector} ", dim)
-            text.append(fit(name, name_w - 1) + " ", error if name in dead else Style())
+            text.append(fit(one_line(name), name_w - 1) + " ", error if name in dead else Style())
             if kind_w:
-                text.append(fit(kind, kind_w - 1) + " " + fit(shape, shape_w - 1) + " ", dim)
+                text.append(fit(one_line(kind), kind_w - 1) + " " + fit(shape, shape_w - 1) + " ", dim)
             value = signal.get(name)  # the number first: it lines up whatever the bar's glyphs
             if value is None:
                 text.append("     - " + "╌" * bar_w, dim)
