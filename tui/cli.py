@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from neurotop.trainer import journal
+from neurotop.tui.format import duration
 from neurotop.tui.link import Link, python_argv
 from neurotop.tui.parse import OutputParser
 from neurotop.tui.store import RunStore
@@ -169,9 +170,8 @@ def cmd_ls(root: Path) -> int:
         end = info.ended or (time.time() if info.effective_state() in ("running", "paused") else info.started)
         best = f"{info.best_val:.4g}" if info.best_val is not None else "-"
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.started))
-        mins, secs = divmod(int(end - info.started), 60)
         print(f"{run_dir.name:<44} {info.effective_state():<9} {info.step:>10,} {best:>9}  {started:<16} "
-              f"{mins // 60:02d}:{mins % 60:02d}:{secs:02d}  {info.notes or ''}")
+              f"{duration(end - info.started):>8}  {info.notes or ''}")
     return 0
 
 
