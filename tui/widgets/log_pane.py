@@ -141,11 +141,6 @@ class LogPane(Widget):
             self.typing += printable(event.character)
         self._changed()
 
-    def on_blur(self) -> None:
-        if self.typing is not None:
-            self.typing = None
-            self._changed()
-
     # ------------------------------------------------------------------------------ drawing
     def _set_subtitle(self) -> None:
         parts = []
@@ -156,13 +151,18 @@ class LogPane(Widget):
             parts.append(f"“{self.query}”: {count} lines · n/N · Esc")
         if self.below:
             parts.append(f"↓ {self.below:,} newer · End")
-        elif self.has_focus and not parts:
-            parts.append("PgUp back · / search")
+        elif not parts:  # how to reach the keys, until they are reachable
+            parts.append("PgUp back · / search" if self.has_focus else "Tab or click: scroll, search")
         text = fit_parts(parts, max(0, self.outer_size.width - 6), " · ")
         self.border_subtitle = escape(text)
 
     def on_focus(self) -> None:
         self._set_subtitle()
+
+    def on_blur(self) -> None:
+        if self.typing is not None:
+            self.typing = None
+        self._changed()
 
     def on_resize(self) -> None:
         self._strips = None
