@@ -114,3 +114,13 @@ def test_nice_ticks_are_one_two_or_five_apart():
     assert nice_ticks(16, 600, 5) == [200, 400, 600]
     assert nice_ticks(256, 10_850, 6) == [2000, 4000, 6000, 8000, 10000]
     assert nice_ticks(0.018, 0.219, 5) == [0.05, 0.1, 0.15, 0.2]
+
+
+async def test_a_log_axis_has_round_ticks_too(tmp_path):
+    app = attached(tmp_path, with_spike())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settled(pilot)
+        await pilot.click("#loss")
+        await pilot.press("l", "o")  # log y, every point: 5.0 down to ~0.02
+        ys = y_labels(chart_lines(app))
+        assert len(ys) >= 2 and all(round(y / 10 ** math.floor(math.log10(y)), 9) in (1, 2, 5) for y in ys), ys

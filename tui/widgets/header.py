@@ -53,7 +53,7 @@ def header_parts(store: RunStore) -> list[Part]:
     read_only = " (read-only)" if store.read_only else ""
     parts = [
         Part("neurotop", "", 9, "bold"),
-        Part(name, fit(name, 16).rstrip(), 1),
+        Part(name, name, 1, elastic=True),
         Part(f"● {state}{read_only}", f"● {state}{' (ro)' if read_only else ''}", 0, STATE_STYLE.get(state, "")),
         Part(f"step {store.step:,}", f"step {store.step:,}", 0),
     ]

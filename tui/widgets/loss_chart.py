@@ -77,6 +77,19 @@ def nice_ticks(lo: float, hi: float, most: int) -> list[float]:
     return [lo, hi]
 
 
+def log_ticks(lo: float, hi: float, most: int) -> list[float]:
+    """Round values for a log axis: 1, 2 and 5 × 10ⁿ, or only the decades where those are too
+    many; a range within a decade gets the linear ticks."""
+    if not (lo > 0 and hi > lo and math.isfinite(hi)):
+        return nice_ticks(lo, hi, most)
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    for multiples in ((1, 2, 5), (1,)):
+        ticks = [m * 10.0 ** k for k in decades for m in multiples if lo <= m * 10.0 ** k <= hi]
+        if len(ticks) <= most:
+            return ticks if len(ticks) >= 2 else nice_ticks(lo, hi, most)
+    return ticks[::-(-len(ticks) // most)]
+
+
 def tick_label(value: float, ticks: list[float]) -> str:
     """A tick with as many decimals as its spacing needs: 0.05, 0.1, 2.5k."""
     if abs(value) >= 1000 and float(value).is_integer():
@@ -317,11 +330,10 @@ class LossChart(PlotextPlot):
         if clipped:
             self.clipped = True
             sub.ylim(lo, hi)
-        if log_y:
-            return
-        ticks = nice_ticks(lo, hi, max(2, min(6, (rows - 4) // 2)))  # a label every other row at most
-        if len(ticks) >= 2:
-            sub.yticks(ticks, [tick_label(t, ticks) for t in ticks])
+        most = max(2, min(6, (rows - 4) // 2))  # a label every other row at most
+        ticks = log_ticks(lo, hi, most) if log_y else nice_ticks(lo, hi, most)
+        if len(ticks) >= 2:  # on a log axis each value has the decimals it needs: 0.01, 0.1, 1
+            sub.yticks(ticks, [f"{t:g}" if log_y else tick_label(t, ticks) for t in ticks])
 
     def render(self):
         key = (self.size, self.app.theme, self._seen, self.show_outliers)
