@@ -61,20 +61,20 @@ def panels_for(names: list[str], height: int) -> tuple[list[list[str]], int]:
 
 
 def nice_ticks(lo: float, hi: float, most: int) -> list[float]:
-    """Round values (1, 2 or 5 × 10ⁿ apart) inside [lo, hi], at most ``most`` of them."""
+    """Round values (1, 2, 2.5 or 5 × 10ⁿ apart) inside [lo, hi]: the densest set of at most
+    ``most``, but two at least where the range allows (one label is no scale)."""
     if not (math.isfinite(lo) and math.isfinite(hi)) or most < 1:
         return []
     if hi <= lo:
         return [lo]
-    raw = (hi - lo) / max(1, most - 1)
-    power = 10 ** math.floor(math.log10(raw))
-    for factor in (1, 2, 2.5, 5, 10):
+    power = 10 ** math.floor(math.log10((hi - lo) / max(1, most - 1)))
+    candidates = []
+    for factor in (1, 2, 2.5, 5, 10, 20):
         step = factor * power
-        first = math.ceil(lo / step - 1e-9)
-        last = math.floor(hi / step + 1e-9)
-        if last - first + 1 <= most:
-            return [round(k * step, 12) for k in range(first, last + 1)]
-    return [lo, hi]
+        first, last = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
+        candidates.append([round(k * step, 12) for k in range(first, last + 1)])
+    fitting = [c for c in candidates if 2 <= len(c) <= most]
+    return fitting[0] if fitting else min((c for c in candidates if len(c) >= 2), key=len, default=[lo, hi])
 
 
 def log_ticks(lo: float, hi: float, most: int) -> list[float]:
@@ -238,11 +238,12 @@ class LossChart(PlotextPlot):
         self.border_title = self._legend(names)
         follow = "following" if self.right is None else "panned"
         zoom = "whole run" if self.span is None else f"{self.span:,} steps"
-        notes = [zoom, follow]  # the most needed first: a narrow pane keeps those that fit, whole
+        notes = [zoom]  # the most needed first: a narrow pane keeps those that fit, whole
         if self.clipped:
             notes.append("spike clipped: o")
         if hidden:
             notes.append(f"+{hidden} metric{'s' if hidden > 1 else ''}: taller window")
+        notes.append(follow)
         if self.log_y:
             notes.append("log y")
         notes.append(f"smooth {self.smoothing:g}")
@@ -330,7 +331,7 @@ class LossChart(PlotextPlot):
         if clipped:
             self.clipped = True
             sub.ylim(lo, hi)
-        most = max(2, min(6, (rows - 4) // 2))  # a label every other row at most
+        most = max(2, min(6, (rows - 3) // 2 + 1))  # about a label every other row
         ticks = log_ticks(lo, hi, most) if log_y else nice_ticks(lo, hi, most)
         if len(ticks) >= 2:  # on a log axis each value has the decimals it needs: 0.01, 0.1, 1
             sub.yticks(ticks, [f"{t:g}" if log_y else tick_label(t, ticks) for t in ticks])
