@@ -35,11 +35,10 @@ def metrics_only(steps: int = 600) -> list:
 async def settled(pilot, lines: int = 2) -> None:
     app = pilot.app
     await until(pilot, lambda: app.store.finished and app.store.output_total >= lines)
-    app.repaint()
-    app.repaint_pictures()
-    await pilot.pause(0.2)
-    app.repaint_pictures()
-    await pilot.pause(0.1)
+    for _ in range(3):  # a pane that appears moves the others: paint until the layout has settled
+        app.repaint()
+        app.repaint_pictures()
+        await pilot.pause(0.1)
 
 
 def screen_text(app) -> list[str]:
