@@ -12,7 +12,7 @@ from neurotop.tui.link import Link
 from neurotop.tui.system import HostSample, ProcSample, SystemSample
 from neurotop.tui.widgets.activations import ActivationsPane
 from neurotop.tui.widgets.log_pane import KEEP, LogPane
-from neurotop.tui.widgets.loss_chart import LossChart
+from neurotop.tui.widgets.loss_chart import LossChart, panels_for
 from neurotop.tui.widgets.reconstructions import ReconstructionsPane
 from tests.conftest import until
 from tests.journals import T0, demo_messages, write_run
@@ -35,10 +35,18 @@ def metrics_only(steps: int = 600) -> list:
 async def settled(pilot, lines: int = 2) -> None:
     app = pilot.app
     await until(pilot, lambda: app.store.finished and app.store.output_total >= lines)
-    for _ in range(3):  # a pane that appears moves the others: paint until the layout has settled
+
+    def painted() -> bool:
+        """A pane that appears moves the others: paint until each shows what the store holds at
+        its settled size."""
         app.repaint()
         app.repaint_pictures()
-        await pilot.pause(0.1)
+        chart, acts = app.query_one(LossChart), app.query_one(ActivationsPane)
+        return (acts.display == bool(app.store.activations) and len(app.query_one(LogPane).lines) >= min(lines, KEEP)
+                and chart.panels == panels_for(list(app.store.series), chart.size.height)[0])
+
+    await until(pilot, painted)
+    await pilot.pause()
 
 
 def screen_text(app) -> list[str]:
