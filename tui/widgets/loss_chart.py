@@ -235,7 +235,7 @@ class LossChart(PlotextPlot):
         from_start = first is not None and (lo is None or lo <= first)
         self._last_draw = (self.panels, views, markers[-20:], compared, from_start)
         self._draw(*self._last_draw)
-        self.border_title = self._legend(names)
+        self.border_title = self._legend(names, other if compared else None)
         follow = "following" if self.right is None else "panned"
         zoom = "whole run" if self.span is None else f"{self.span:,} steps"
         notes = [zoom]  # the most needed first: a narrow pane keeps those that fit, whole
@@ -254,11 +254,14 @@ class LossChart(PlotextPlot):
     def _colour(self, index: int) -> Color:
         return theme_colour(self.app, f"series-{index + 1}", SERIES_FALLBACK)
 
-    def _legend(self, names: list[str]) -> str:
-        """The border title: each series' name in its colour (a legend that covers no data)."""
+    def _legend(self, names: list[str], compared: RunStore | None) -> str:
+        """The border title: each series' name in its colour (a legend that covers no data), and
+        the compared run, drawn faint."""
         if not names:
             return "Loss"
         keys = [f"[{self._colour(i).hex}]━[/] {escape(one_line(name))}" for i, name in enumerate(names)]
+        if compared is not None:
+            keys.append(f"[dim]≈ {escape(one_line(compared.name or 'compared'))}[/dim]")
         return "Loss  " + "  ".join(keys)
 
     def _draw(self, panels: list[list[str]], views: dict, markers: list, compared: dict, from_start: bool) -> None:

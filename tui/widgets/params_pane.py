@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.markup import escape
 from textual.widgets import Static
 
-from neurotop.tui.format import flow, one_line, short, wrap
+from neurotop.tui.format import fit, flow, one_line, short, wrap
 from neurotop.tui.store import RunStore
 
 NO_SDK = ("[dim]This run declared no parameters.\n"
@@ -48,20 +48,27 @@ class ParamsPane(Static):
                                  "starts; a plain command has none (add the five SDK lines to tune it live).[/dim]")
                 return
             self.selected = min(self.selected, len(self.names) - 1)
-            width = max(len(one_line(n)) for n in self.names)
+            room = self.content_size.width or 80
+            shown = max(len(short(spec.value)) for spec in store.params.values())
+            # names as long as the longest, unless a value would wrap: then names are cut, with an ellipsis
+            width = max(4, min(max(len(one_line(n)) for n in self.names), room - 4 - max(9, shown)))
             lines = []
             for i, (name, spec) in enumerate(store.params.items()):
                 cursor = "[$accent]›[/]" if i == self.selected else " "
                 change = store.last_change.get(name)
-                when = f"  [dim]@ {change.step:,}[/dim]" if change is not None and change.ok else ""
-                lines.append(f"{cursor} {escape(one_line(name)):<{width}}  [b]{escape(short(spec.value)):>9}[/b]{when}")
+                value = short(spec.value).rjust(9)
+                line = f"{cursor} {escape(fit(one_line(name), width))}  [b]{escape(value)}[/b]"
+                when = f"@ {change.step:,}" if change is not None and change.ok else ""
+                if when and 2 + width + 2 + len(value) + 2 + len(when) <= room:  # the step of the change, where it fits
+                    line += f"  [dim]{when}[/dim]"
+                lines.append(line)
                 if change is not None and not change.ok:  # its own lines: a reason is a sentence
                     refused = f"refused {short(change.new)}: {one_line(change.reason)}"
-                    lines += [f"    [$error]{escape(row)}[/]" for row in wrap(refused, (self.content_size.width or 80) - 4)]
+                    lines += [f"    [$error]{escape(row)}[/]" for row in wrap(refused, room - 4)]
             spec = store.params[self.names[self.selected]]
             bounds = " | ".join(one_line(c) for c in spec.choices) if spec.choices else (
                 f"{short(spec.min) if spec.min is not None else '-∞'} … "
                 f"{short(spec.max) if spec.max is not None else '∞'}{' log' if spec.log else ''}")
             about = [one_line(spec.help), f"[{bounds}]"] if spec.help else [f"[{bounds}]"]
-            lines += [f"[dim]{escape('  '.join(line))}[/dim]" for line in flow(about, self.content_size.width or 80)]
+            lines += [f"[dim]{escape('  '.join(line))}[/dim]" for line in flow(about, room)]
         self.update("\n".join(lines))
