@@ -124,3 +124,15 @@ async def test_a_log_axis_has_round_ticks_too(tmp_path):
         await pilot.press("l", "o")  # log y, every point: 5.0 down to ~0.02
         ys = y_labels(chart_lines(app))
         assert len(ys) >= 2 and all(round(y / 10 ** math.floor(math.log10(y)), 9) in (1, 2, 5) for y in ys), ys
+
+
+async def test_a_run_without_a_loss_gives_each_metric_its_own_scale(tmp_path):
+    msgs = [m for m in metrics_only() if not isinstance(m, Metric)]
+    msgs[1:1] = [Metric(step=s, t=T0 + s, values={"accuracy": 1 - math.exp(-s / 100), "lr": 1e-3 * 0.99 ** (s / 10)})
+                 for s in range(1, 601)]
+    app = attached(tmp_path, msgs)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settled(pilot)
+        accuracy, lr = panels(chart_lines(app))
+        assert max(y_labels(accuracy)) >= 0.7 and max(y_labels(lr)) <= 0.001
+        assert abs(len(accuracy) - len(lr)) <= 1  # they share the height

@@ -42,9 +42,9 @@ class LogPane(Widget):
         Binding("pagedown", "page(1)", "Page down", id="output.page_down", show=False),
         Binding("home", "oldest", "Oldest line", id="output.oldest", show=False),
         Binding("end", "newest", "Newest line", id="output.newest", show=False),
-        Binding("slash", "search", "Search output", id="output.search"),
-        Binding("n,enter", "next_match(1)", "Next match", id="output.next_match"),
-        Binding("N", "next_match(-1)", "Previous match", id="output.previous_match"),
+        Binding("slash", "search", "Search", id="output.search"),
+        Binding("n,enter", "next_match(1)", "Next", id="output.next_match"),
+        Binding("N", "next_match(-1)", "Previous", id="output.previous_match", show=False),
         Binding("escape", "end_search", "End search", id="output.end_search", show=False),
     ]
 
@@ -79,6 +79,7 @@ class LogPane(Widget):
     def _changed(self) -> None:
         self._strips = None
         self._set_subtitle()
+        self.refresh_bindings()  # n/N, Enter and Esc are the search's only while there is one
         self.refresh()
 
     # ------------------------------------------------------------------------------- actions

@@ -60,6 +60,15 @@ def panels_for(names: list[str], height: int) -> tuple[list[list[str]], int]:
     return panels, len(names) - shown
 
 
+def panel_heights(panels: list[list[str]], height: int) -> list[int]:
+    """Rows for each panel: the other metrics ``METRIC_ROWS`` each and the losses the rest; with
+    no loss, the metrics share the height."""
+    if is_loss(panels[0][0]):
+        return [max(1, height - METRIC_ROWS * (len(panels) - 1))] + [METRIC_ROWS] * (len(panels) - 1)
+    share = height // len(panels)
+    return [share] * (len(panels) - 1) + [height - share * (len(panels) - 1)]
+
+
 def nice_ticks(lo: float, hi: float, most: int) -> list[float]:
     """Round values (1, 2, 2.5 or 5 × 10ⁿ apart) inside [lo, hi]: the densest set of at most
     ``most``, but two at least where the range allows (one label is no scale)."""
@@ -273,8 +282,7 @@ class LossChart(PlotextPlot):
         width, height = self.size
         background = theme_colour(self.app, "surface", "#000000")
         accent = theme_colour(self.app, "accent", "#F4A259").rgb
-        extra = max(0, len(panels) - (1 if is_loss(panels[0][0]) else 0))
-        top_rows = max(1, height - extra * METRIC_ROWS) if len(panels) > 1 else height
+        heights = panel_heights(panels, height)
         if len(panels) > 1:
             plt.subplots(len(panels), 1)
         shown = [v for v in [*views.values(), *compared.values()] if len(v)]
@@ -284,7 +292,7 @@ class LossChart(PlotextPlot):
         index = {name: i for i, name in enumerate(n for panel in panels for n in panel)}
         for p, names in enumerate(panels):
             sub = plt.subplot(p + 1, 1) if len(panels) > 1 else plt
-            rows = top_rows if p == 0 else METRIC_ROWS
+            rows = heights[p]
             if len(panels) > 1:
                 sub.plotsize(width, rows)
             log_y = self.log_y and is_loss(names[0])
