@@ -260,3 +260,19 @@ async def test_the_activation_history_title_keeps_its_layer_selector(runs):
         title = str(screen.query_one(UnitHistoryPane).border_title)
         assert "◂ 1/2 ▸ enc.relu" in title
         assert "◂ 1/2 ▸" in "\n".join(screen_text(app))
+
+
+async def test_new_output_does_not_move_what_you_read_back(tmp_path):
+    app = attached(tmp_path, demo_messages(), output=numbered(300))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settled(pilot, 300)
+        log = app.query_one(LogPane)
+        await pilot.click("#log")
+        await pilot.press("pageup")
+        before = log_rows(app)
+        app.store.add_output([f"fresh {i}" for i in range(5)])
+        app.repaint_pictures()
+        await until(pilot, lambda: len(log.lines) == 305)
+        assert log_rows(app) == before and "↓" in str(log.border_subtitle)
+        await pilot.press("end")
+        assert log_rows(app)[-1].startswith("fresh 4")

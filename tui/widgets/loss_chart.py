@@ -29,7 +29,7 @@ from neurotop.tui.series import SMOOTHING
 from neurotop.tui.store import RunStore
 from neurotop.tui.widgets.colours import theme_colour
 
-MAX_SERIES = 4  # losses on the top panel
+MAX_LOSSES = 4  # series on the loss panel (the store's MAX_SERIES bounds what is kept at all)
 MIN_SPAN = 16
 LOSS_ROWS = 8  # the least the loss panel is given before another metric gets a panel
 METRIC_ROWS = 8  # a panel of its own for each other metric: title, frame, 4 rows of plot, ticks
@@ -50,9 +50,9 @@ def series_order(names: list[str]) -> list[str]:
 
 def panels_for(names: list[str], height: int) -> tuple[list[list[str]], int]:
     """Which series go on which panel at this height: the losses together (at most
-    ``MAX_SERIES``), each other metric alone while there is room; and how many were left out."""
+    ``MAX_LOSSES``), each other metric alone while there is room; and how many were left out."""
     ordered = series_order(names)
-    losses = [n for n in ordered if is_loss(n)][:MAX_SERIES]
+    losses = [n for n in ordered if is_loss(n)][:MAX_LOSSES]
     others = [n for n in ordered if not is_loss(n)]
     room = max(0, height - (LOSS_ROWS if losses else 0)) // METRIC_ROWS
     panels = ([losses] if losses else []) + [[n] for n in others[:max(room, 0 if losses else 1)]]
@@ -251,7 +251,7 @@ class LossChart(PlotextPlot):
         if self.clipped:
             notes.append("spike clipped: o")
         if hidden:
-            notes.append(f"+{hidden} metric{'s' if hidden > 1 else ''}: taller window")
+            notes.append(f"+{hidden} series not shown")
         notes.append(follow)
         if self.log_y:
             notes.append("log y")
