@@ -106,10 +106,14 @@ async def test_80x24_shows_every_figure_with_nothing_wrapped_mid_word(tmp_path):
         app.store.set_system(system_sample())
         app.store.ingest([Activations(step=600, layer="dec.relu", rows=16, cols=8, lo=0.0, scale=0.01,
                                       cells=bytes(128), units=16)])  # a second layer: the selector shows
-        app.repaint()
-        app.repaint_pictures()
-        await pilot.pause(0.2)
-        screen = "\n".join(screen_text(app))
+
+        def shown() -> str:
+            app.repaint()
+            app.repaint_pictures()
+            return "\n".join(screen_text(app))
+
+        await until(pilot, lambda: "procs" in shown() and "◂ 1/2 ▸" in shown())  # both painted
+        screen = shown()
         header = screen_text(app)[0]
         assert "00:00:06" in header and "ui " in header and "step 600" in header  # elapsed, ui cost
         assert "RAM 1.7 GB/24 GB" in screen and "procs 3" in screen
@@ -139,6 +143,13 @@ def numbered(count: int, long_word: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+async def reading_output(pilot, lines: int = 300) -> LogPane:
+    """The output pane with focus (a click on it, as a user gives it), once the output is in."""
+    await settled(pilot, lines)
+    await pilot.click("#log")
+    return pilot.app.query_one(LogPane)
+
+
 def log_rows(app) -> list[str]:
     log = app.query_one(LogPane)
     return [log.render_line(y).text for y in range(log.size.height)]
@@ -147,11 +158,8 @@ def log_rows(app) -> list[str]:
 async def test_output_pane_pages_back_and_returns_to_the_newest(tmp_path):
     app = attached(tmp_path, demo_messages(), output=numbered(300))
     async with app.run_test(size=(120, 40)) as pilot:
-        await settled(pilot, 300)
-        log = app.query_one(LogPane)
-        assert any("line 0299" in row for row in log_rows(app))
-        await pilot.click("#log")
-        assert log.has_focus
+        log = await reading_output(pilot)
+        assert log.has_focus and any("line 0299" in row for row in log_rows(app))
         await pilot.press("pageup")
         rows = log_rows(app)
         assert not any("line 0299" in row for row in rows) and any("line 0270" in row for row in rows)
@@ -167,9 +175,7 @@ async def test_output_pane_pages_back_and_returns_to_the_newest(tmp_path):
 async def test_output_pane_search_finds_older_lines_and_n_goes_on(tmp_path):
     app = attached(tmp_path, demo_messages(), output=numbered(300))
     async with app.run_test(size=(120, 40)) as pilot:
-        await settled(pilot, 300)
-        log = app.query_one(LogPane)
-        await pilot.click("#log")
+        log = await reading_output(pilot)
         await pilot.press("slash", *"line 004", "enter")  # matches 0040 … 0049, the newest first
         assert log.query == "line 004" and log.match is not None
         assert "line 0049" in log.lines[log.match]
@@ -242,10 +248,9 @@ async def test_the_compare_picker_shows_each_run_whole_at_80x24(runs):
     async with app.run_test(size=(80, 24)) as pilot:
         await open_pathways(pilot, app)
         await pilot.press("o")
-        await until(pilot, lambda: isinstance(app.screen, RunPicker))
-        await pilot.pause(0.1)
-        screen = screen_text(app)
-        row = next(line for line in screen if "autoencoder-digits" in line)
+        await until(pilot, lambda: any("autoencoder-digits" in line for line in screen_text(app)))
+        assert isinstance(app.screen, RunPicker)
+        row = next(line for line in screen_text(app) if "autoencoder-digits" in line)
         assert other.name[:20] in row  # the id's unique prefix, on the same line as the name
 
 
@@ -256,18 +261,14 @@ async def test_the_activation_history_title_keeps_its_layer_selector(runs):
     app = attached_app(write_run(runs, insight_messages()))
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_pathways(pilot, app)
-        await pilot.pause(0.1)
-        title = str(screen.query_one(UnitHistoryPane).border_title)
-        assert "◂ 1/2 ▸ enc.relu" in title
-        assert "◂ 1/2 ▸" in "\n".join(screen_text(app))
+        await until(pilot, lambda: "◂ 1/2 ▸" in "\n".join(screen_text(app)))
+        assert "◂ 1/2 ▸ enc.relu" in str(screen.query_one(UnitHistoryPane).border_title)
 
 
 async def test_new_output_does_not_move_what_you_read_back(tmp_path):
     app = attached(tmp_path, demo_messages(), output=numbered(300))
     async with app.run_test(size=(120, 40)) as pilot:
-        await settled(pilot, 300)
-        log = app.query_one(LogPane)
-        await pilot.click("#log")
+        log = await reading_output(pilot)
         await pilot.press("pageup")
         before = log_rows(app)
         app.store.add_output([f"fresh {i}" for i in range(5)])
