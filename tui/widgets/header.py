@@ -92,14 +92,12 @@ def fit_header(parts: list[Part], width: int) -> str:
     while _cells(shown, True) > width and any(p.rank for p in shown):
         del shown[max((i for i, p in enumerate(shown) if p.rank), key=lambda i: (shown[i].rank, i))]
     spare = max(0, width - _cells(shown, True))
-    out = []
-    for p in shown:
-        room = p.cells(True)
-        if p.elastic:
-            extra = min(spare, cell_len(p.text) - room)
-            room, spare = room + extra, spare - extra
-        out.append(p.markup(True, room))
-    return SEP.join(out)
+    rooms = [p.cells(True) for p in shown]
+    for i in reversed(range(len(shown))):  # the error and the alert (last) before the name
+        if shown[i].elastic:
+            extra = min(spare, cell_len(shown[i].text) - rooms[i])
+            rooms[i], spare = rooms[i] + extra, spare - extra
+    return SEP.join(p.markup(True, room) for p, room in zip(shown, rooms))
 
 
 def _cells(parts: list[Part], narrow: bool) -> int:
