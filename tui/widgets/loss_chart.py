@@ -71,19 +71,25 @@ def panel_heights(panels: list[list[str]], height: int) -> list[int]:
 
 def nice_ticks(lo: float, hi: float, most: int) -> list[float]:
     """Round values (1, 2, 2.5 or 5 × 10ⁿ apart) inside [lo, hi]: the densest set of at most
-    ``most``, but two at least where the range allows (one label is no scale)."""
-    if not (math.isfinite(lo) and math.isfinite(hi)) or most < 1:
+    ``most``, but two at least where the range allows (one label is no scale). None for a range
+    floats cannot step through (near the float maximum): plotext labels it then."""
+    span = hi - lo
+    if not (math.isfinite(lo) and math.isfinite(hi) and math.isfinite(span)) or most < 1:
         return []
-    if hi <= lo:
+    if span <= 0:
         return [lo]
-    power = 10 ** math.floor(math.log10((hi - lo) / max(1, most - 1)))
     candidates = []
-    for factor in (1, 2, 2.5, 5, 10, 20):
-        step = factor * power
-        first, last = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
-        candidates.append([round(k * step, 12) for k in range(first, last + 1)])
+    try:
+        power = 10.0 ** math.floor(math.log10(span / max(1, most - 1)))
+        for factor in (1, 2, 2.5, 5, 10, 20):
+            step = factor * power
+            first, last = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
+            if last - first <= 4 * most:
+                candidates.append([round(k * step, 12) for k in range(first, last + 1)])
+    except (OverflowError, ValueError, ZeroDivisionError):  # subnormal or near-maximum floats
+        return []
     fitting = [c for c in candidates if 2 <= len(c) <= most]
-    return fitting[0] if fitting else min((c for c in candidates if len(c) >= 2), key=len, default=[lo, hi])
+    return fitting[0] if fitting else min((c for c in candidates if len(c) >= 2), key=len, default=[])
 
 
 def log_ticks(lo: float, hi: float, most: int) -> list[float]:
@@ -101,6 +107,8 @@ def log_ticks(lo: float, hi: float, most: int) -> list[float]:
 
 def tick_label(value: float, ticks: list[float]) -> str:
     """A tick with as many decimals as its spacing needs: 0.05, 0.1, 2.5k."""
+    if abs(value) >= 1e9:
+        return f"{value:.2g}"
     if abs(value) >= 1000 and float(value).is_integer():
         return fmt_step(int(value))
     spacing = min((b - a for a, b in zip(ticks, ticks[1:])), default=abs(value) or 1.0)
@@ -129,8 +137,9 @@ def robust_range(views: list, early_until: float | None, log_y: bool) -> tuple[f
     rest = np.concatenate(later) if later else np.zeros(0)
     if rest.size:
         top, bottom = float(rest.max()), float(rest.min())
-        if hi - top > top - bottom:  # the spike would take more than half the height
-            return lo, top + 0.1 * ((top - bottom) or abs(top) or 1.0), True
+        bound = top + 0.1 * ((top - bottom) or abs(top) or 1.0)
+        if hi - top > top - bottom and math.isfinite(bound):  # the spike would take over half the height
+            return lo, bound, True
     return lo, hi, False
 
 
