@@ -92,6 +92,22 @@ def nice_ticks(lo: float, hi: float, most: int) -> list[float]:
     return fitting[0] if fitting else min((c for c in candidates if len(c) >= 2), key=len, default=[])
 
 
+def round_ends(lo: float, hi: float) -> list[float]:
+    """The fewest round values (1, 2, 2.5 or 5 × 10ⁿ apart, two or three of them) that hold
+    [lo, hi] between their ends: 0 and 1 for an accuracy from 0.1 to 0.99, -1 0 1 across zero."""
+    try:
+        power = 10.0 ** math.floor(math.log10(hi - lo))
+        for steps in (1, 2):
+            for factor in (1, 2, 2.5, 5, 10, 20, 50):
+                step = factor * power
+                first = math.floor(lo / step + 1e-9) * step
+                if first + steps * step >= hi - 1e-12 * abs(hi):
+                    return [round(first + k * step, 12) for k in range(steps + 1)]
+    except (OverflowError, ValueError, ZeroDivisionError):
+        pass
+    return []
+
+
 def log_ticks(lo: float, hi: float, most: int) -> list[float]:
     """Round values for a log axis: 1, 2 and 5 × 10ⁿ, or only the decades where those are too
     many; a range within a decade gets the linear ticks."""
@@ -299,6 +315,7 @@ class LossChart(PlotextPlot):
         x_hi = max((int(v.steps[-1]) for v in shown), default=1)
         x_ticks = nice_ticks(x_lo, x_hi, max(2, min(7, width // 10)))
         index = {name: i for i, name in enumerate(n for panel in panels for n in panel)}
+        y_ticks = []  # (panel, ticks, labels): labels are padded to one width, so the panels' x axes line up
         for p, names in enumerate(panels):
             sub = plt.subplot(p + 1, 1) if len(panels) > 1 else plt
             rows = heights[p]
@@ -336,25 +353,39 @@ class LossChart(PlotextPlot):
                 sub.plot(steps[good].tolist(), line[good].tolist(), color=colour.rgb, marker="braille")
             for marker in markers:
                 sub.vline(marker.step, accent)
-            self._scale_y(sub, [views[n] for n in names], rows, log_y, from_start and not self.show_outliers,
-                          x_lo + EARLY * (x_hi - x_lo))
-            sub.xlim(x_lo, x_hi)
             last = p == len(panels) - 1
+            # the rows between the frame's lines: less the frame, the step labels, a title, the axis name
+            plot_rows = rows - 3 - (0 if is_loss(names[0]) else 1) - (1 if last else 0)
+            y_ticks.append((sub, *self._scale_y(sub, [views[n] for n in names], plot_rows, log_y,
+                                                from_start and not self.show_outliers, x_lo + EARLY * (x_hi - x_lo))))
+            sub.xlim(x_lo, x_hi)
             sub.xticks(x_ticks, [tick_label(t, x_ticks) for t in x_ticks] if last else [""] * len(x_ticks))
             if last:
                 sub.xlabel("step")
+        width = max((len(label) for _, _, labels in y_ticks for label in labels), default=0)
+        for sub, ticks, labels in y_ticks:
+            if ticks:
+                sub.yticks(ticks, [label.rjust(width) for label in labels])
 
-    def _scale_y(self, sub, views: list, rows: int, log_y: bool, leave_out_spike: bool, early_until: float) -> None:
+    def _scale_y(self, sub, views: list, plot_rows: int, log_y: bool, leave_out_spike: bool,
+                 early_until: float) -> tuple[list[float], list[str]]:
+        """Sets the y range; returns round ticks at least two rows apart (plotext drops one of two
+        labels that land on a row, and which one changes from run to run) with their labels."""
         lo, hi, clipped = robust_range(views, early_until if leave_out_spike else None, log_y)
         if not (math.isfinite(lo) and math.isfinite(hi)):
-            return
-        if clipped:
-            self.clipped = True
-            sub.ylim(lo, hi)
-        most = max(2, min(6, (rows - 3) // 2 + 1))  # about a label every other row
+            return [], []
+        self.clipped = self.clipped or clipped
+        most = max(2, min(6, (plot_rows + 1) // 2))
         ticks = log_ticks(lo, hi, most) if log_y else nice_ticks(lo, hi, most)
-        if len(ticks) >= 2:  # on a log axis each value has the decimals it needs: 0.01, 0.1, 1
-            sub.yticks(ticks, [f"{t:g}" if log_y else tick_label(t, ticks) for t in ticks])
+        if not log_y and len(ticks) >= 2 and (ticks[1] - ticks[0]) / (hi - lo) * (plot_rows - 1) < 2:
+            ticks = round_ends(lo, hi)  # too low a panel for these: the axis widens to round ends
+            if ticks:
+                lo, hi, clipped = ticks[0], ticks[-1], True
+        if clipped:
+            sub.ylim(lo, hi)
+        if len(ticks) < 2:
+            return [], []
+        return ticks, [f"{t:g}" if log_y else tick_label(t, ticks) for t in ticks]  # log: 0.01, 0.1, 1
 
     def render(self):
         key = (self.size, self.app.theme, self._seen, self.show_outliers)
