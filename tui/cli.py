@@ -13,6 +13,7 @@ from typing import Callable
 from neurotop.trainer import journal
 from neurotop.trainer.demo import options as demo_options
 from neurotop.tui.link import Link, attach_command, python_argv
+from neurotop.tui.format import duration
 from neurotop.tui.parse import OutputParser
 from neurotop.tui.store import RunStore
 
@@ -224,9 +225,8 @@ def cmd_ls(root: Path) -> int:
         end = info.ended or (time.time() if info.effective_state() in ("running", "paused") else info.started)
         best = f"{info.best_val:.4g}" if info.best_val is not None else "-"
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.started))
-        mins, secs = divmod(int(end - info.started), 60)
         print(f"{run_dir.name:<44} {info.effective_state():<9} {info.step:>10,} {best:>9}  {started:<16} "
-              f"{mins // 60:02d}:{mins % 60:02d}:{secs:02d}  {info.notes or ''}")
+              f"{duration(end - info.started):>8}  {info.notes or ''}")
     return 0
 
 

@@ -44,6 +44,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from neurotop.tui.format import printable
+
 MAX_LINE = 4096              # characters of a line that are kept and parsed
 _RAW_CAP = 4 * MAX_LINE      # characters buffered per line before ANSI stripping (escapes are long)
 
@@ -59,12 +61,6 @@ class ParsedLine:
 
 
 # ------------------------------------------------------------------------------------- text clean-up
-_ANSI = re.compile(r"""
-      \x1b\[[0-?]*[ -/]*[@-~]                   # CSI: colours, cursor moves, erase line
-    | \x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?        # OSC: window title, hyperlinks
-    | \x1b[ -/]*[0-~]                           # two-character escapes (ESC 7, ESC ( B ...)
-    | [\x00-\x08\x0b-\x1f\x7f]                  # other control characters (\b of Keras progbars)
-""", re.VERBOSE)
 _NEWLINE = re.compile(r"\r\n|\n|\r")
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://\S*")
 
@@ -154,8 +150,7 @@ def _floor(value: float) -> int | None:
 
 
 def _clean(raw: str) -> str:
-    text = _ANSI.sub("", raw) if ("\x1b" in raw or not raw.isprintable()) else raw
-    return text.replace("\x1b", "")[:MAX_LINE]
+    return printable(raw)[:MAX_LINE]
 
 
 class OutputParser:

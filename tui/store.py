@@ -30,6 +30,7 @@ from neurotop.trainer.protocol import (
     Status,
     dequantize,
 )
+from neurotop.tui.format import short
 from neurotop.tui.series import Series
 
 NAN = float("nan")
@@ -193,7 +194,7 @@ class RunStore:
         spec = self.params.get(msg.name)
         if msg.ok and spec is not None:
             spec.value = msg.new
-            self.markers.append(Marker(msg.step, "param", f"{msg.name}={_short(msg.new)}"))
+            self.markers.append(Marker(msg.step, "param", f"{msg.name}={short(msg.new)}"))
         elif not msg.ok:
             self.notices.append(Notice(f"{msg.name} = {msg.new!r} refused: {msg.reason}", "warning"))
         self.events.append(msg)
@@ -301,12 +302,6 @@ class RunStore:
 
     def elapsed(self) -> float:
         return (self.ended or time.time()) - self.started
-
-
-def _short(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
 
 
 # ------------------------------------------------------------------------------- insights

@@ -29,6 +29,8 @@ from typing import Any, Callable, Protocol
 
 import psutil
 
+from neurotop.tui.format import fmt_bytes
+
 __all__ = [
     "GpuSample",
     "HostSample",
@@ -777,31 +779,3 @@ class SystemSampler:
                 procs_mem=procs_mem,
             ))
         return tuple(out), problems[0] if problems else ""
-
-
-# --------------------------------------------------------------------------------------------
-# Formatting
-# --------------------------------------------------------------------------------------------
-
-_UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
-
-
-def fmt_bytes(n: int | float | None) -> str:
-    """Human-readable size, binary multiples with the usual short labels: "6.2 GB", "512 MB".
-
-    One decimal below 10 units, none above; ``None`` gives "–".
-    """
-    if n is None:
-        return "–"
-    sign = "-" if n < 0 else ""
-    v = float(abs(n))
-    i = 0
-    while i < len(_UNITS) - 1 and v >= 1024:
-        v /= 1024
-        i += 1
-    if i == 0:
-        return f"{sign}{int(round(v))} B"
-    text = f"{v:.1f}" if v < 9.95 else f"{v:.0f}"
-    if text == "1024" and i < len(_UNITS) - 1:
-        text, i = "1.0", i + 1
-    return f"{sign}{text} {_UNITS[i]}"

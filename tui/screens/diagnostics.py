@@ -13,6 +13,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from neurotop.tui.format import fmt_bytes
 from neurotop.tui.store import MAX_SERIES, RunStore
 
 
@@ -31,7 +32,7 @@ def describe_diagnostics(store: RunStore, run_dir: str, pid: int | None) -> str:
             ("unknown types", f"{counts.unknown:,}"),
             ("torn lines", f"{counts.torn:,}"),
             ("dropped for the pipe", f"{store.dropped:,}  (the journal has them all)"),
-            ("series", f"{len(store.series)}  holding {points:,} points in {series_bytes / 1e6:.1f} MB"),
+            ("series", f"{len(store.series)}  holding {points:,} points in {fmt_bytes(series_bytes)}"),
             ("non-finite values", f"{nonfinite:,}"),
             ("series not kept", f"{store.refused_series:,}  (past the limit of {MAX_SERIES} names)"),
             ("steps out of order", f"{store.reordered:,}  (drawn at the latest step)"),
@@ -39,7 +40,7 @@ def describe_diagnostics(store: RunStore, run_dir: str, pid: int | None) -> str:
             ("events", f"{len(store.events):,}"),
         ]
     me = psutil.Process(os.getpid())
-    rows.append(("UI memory", f"{me.memory_info().rss / 1e6:.0f} MB, {me.num_threads()} threads"))
+    rows.append(("UI memory", f"{fmt_bytes(me.memory_info().rss)}, {me.num_threads()} threads"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"[$accent]{k:<{width}}[/]  {escape(v)}" for k, v in rows)
 

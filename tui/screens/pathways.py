@@ -10,7 +10,6 @@ same from the command line. Esc or `v` goes back.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from rich.markup import escape
@@ -23,6 +22,7 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from neurotop.trainer import journal
+from neurotop.tui.format import fit, one_line
 from neurotop.tui.link import Link
 from neurotop.tui.store import RunStore
 from neurotop.tui.widgets.gradients import GradientsPane
@@ -77,9 +77,8 @@ class RunPicker(ModalScreen[Path | str | None]):
             yield Static("[b]Compare with another run[/b]  [dim]Enter picks, Esc cancels[/dim]")
             options = [Option("(stop comparing)", id="none")] if self.comparing else []
             for run_dir, info in self.runs:
-                started = time.strftime("%m-%d %H:%M", time.localtime(info.started))
-                label = (f"{info.name[:24]:<24} {info.effective_state():<9} {info.step:>9,}  {started}  "
-                         f"{run_dir.name[-10:]}")
+                # the id's unique prefix (its date and time, what attach takes), not a cut through the name
+                label = f"{fit(one_line(info.name), 24)} {info.effective_state():<9} {info.step:>9,}  {run_dir.name[:20]}"
                 options.append(Option(escape(label), id=str(run_dir)))
             if not options:
                 options.append(Option("no other runs here", id="empty", disabled=True))

@@ -15,6 +15,7 @@ from textual.markup import escape
 from textual.reactive import var
 
 from neurotop.trainer.protocol import Activations, dequantize
+from neurotop.tui.format import fit_parts, one_line
 from neurotop.tui.store import RunStore
 from neurotop.tui.widgets.heatmap import Heatmap, shaped_cells
 
@@ -33,7 +34,8 @@ def decode_cells(msg: Activations) -> np.ndarray:
 
 class ActivationsPane(Vertical):
     """A layer's latest activations as a heatmap, its name and step in the border title, its
-    value range and dead-unit count in a legend under the picture. ``[``/``]`` pick the layer."""
+    value range and dead-unit count in the border subtitle. Shown once a snapshot has come
+    (class ``-live``): a run without probes gives its room to the chart."""
 
     BINDINGS = [
         Binding("left_square_bracket", "layer(-1)", "Previous layer", id="activations.previous", show=False),
@@ -103,6 +105,7 @@ class ActivationsPane(Vertical):
             self.current_layer = self.layer_names[0] if self.layer_names else None
 
     def _show(self, msg: Activations | None) -> None:
+        self.set_class(bool(self.layer_names), "-live")  # no snapshot yet: the pane takes no room
         if msg is self._shown and msg is not None:
             self._set_title(msg)  # the layer list may have grown: the position changed
             return
@@ -110,20 +113,30 @@ class ActivationsPane(Vertical):
         self._set_title(msg)
         if msg is None:
             self.dead = 0
+            self.border_subtitle = ""
             self.heatmap.set_data(None)
             return
         cells = decode_cells(msg)
         self.dead = dead_units(msg, cells)
         hi = msg.lo + 255 * msg.scale
-        grouped = msg.units > msg.rows
-        legend = f"{msg.lo:.3g} … {hi:.3g}   dead: {self.dead}/{msg.rows}{' groups' if grouped else ''}"
-        self.heatmap.set_data(cells.T, legend)  # units across, samples down
+        grouped = " groups" if msg.units > msg.rows else ""
+        self.border_subtitle = f"{msg.lo:.3g} … {hi:.3g} · dead {self.dead}/{msg.rows}{grouped}"
+        self.heatmap.set_data(cells.T)  # units across, samples down
+
+    def on_resize(self) -> None:
+        self._set_title(self._shown)
 
     def _set_title(self, msg: Activations | None) -> None:
+        """The layer selector first, then the layer, then as much of its shape as fits: a narrow
+        pane drops whole figures from the end, never the selector or the name."""
         if msg is None:
             self.border_title = "Activations"
             return
         units = msg.units or msg.rows
+        nav = f"◂ {self.layer_names.index(msg.layer) + 1}/{len(self.layer_names)} ▸" \
+            if len(self.layer_names) > 1 and msg.layer in self.layer_names else ""
         shape = f"{units:,} units" + (f" in {msg.rows} rows" if units > msg.rows else "")
-        nav = f"  ◂ {self.layer_names.index(msg.layer) + 1}/{len(self.layer_names)} ▸" if len(self.layer_names) > 1 else ""
-        self.border_title = escape(f"Activations: {msg.layer} ({shape} × {msg.cols} samples) step {msg.step:,}{nav}")
+        parts = [p for p in ("Activations", nav, one_line(msg.layer)) if p]
+        room = max(0, self.outer_size.width - 7 - len(" ".join(parts))) if self.outer_size.width else 200
+        more = fit_parts([f"({shape} × {msg.cols} samples)", f"step {msg.step:,}"], room, " ")
+        self.border_title = escape(" ".join(parts + ([more] if more else [])))

@@ -1,20 +1,107 @@
-"""The run's header line: name, state, step, epoch, speed, elapsed, and what monitoring costs."""
+"""The run's header line: name, state, step, epoch, speed, elapsed, and what monitoring costs.
+
+One line whatever the width: at 80 columns the labels shorten and the least needed figures are
+left out whole (never a figure cut in the middle, never a second line).
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import psutil
-from rich.markup import escape
+from rich.cells import cell_len
+from textual.markup import escape
 from textual.widgets import Static
 
+from neurotop.tui.format import duration, fit, fmt_bytes, one_line
 from neurotop.tui.store import RunStore
-from neurotop.tui.widgets.bars import duration
 
 STATE_STYLE = {
     "running": "$success", "paused": "$warning", "starting": "$secondary", "finished": "$primary",
     "failed": "$error", "stopped": "$warning", "lost": "$error",
 }
+SEP = "  "
+ELASTIC = 16  # the least of an error or an alert kept on a narrow line; spare room goes to them
+
+
+@dataclass
+class Part:
+    """One figure of the header: its text, a shorter text for narrow terminals, its style, and
+    its rank (0 is kept longest: the state and the step; higher ranks go first when short of room)."""
+
+    text: str
+    narrow: str
+    rank: int
+    style: str = ""
+    elastic: bool = False  # a sentence (an error, an alert): on a narrow line, cut to the room left
+
+    def cells(self, narrow: bool) -> int:
+        if narrow and self.elastic:
+            return min(cell_len(self.text), ELASTIC)
+        return cell_len(self.narrow if narrow else self.text)
+
+    def markup(self, narrow: bool, room: int = 0) -> str:
+        text = fit(self.text, room).rstrip() if narrow and self.elastic else self.narrow if narrow else self.text
+        return f"[{self.style}]{escape(text)}[/]" if self.style else escape(text)
+
+
+def header_parts(store: RunStore) -> list[Part]:
+    """The header's figures in reading order. Call with the store's lock held."""
+    state = store.state
+    name = one_line(store.name or "…")
+    read_only = " (read-only)" if store.read_only else ""
+    parts = [
+        Part("neurotop", "", 9, "bold"),
+        Part(name, name, 1, elastic=True),
+        Part(f"● {state}{read_only}", f"● {state}{' (ro)' if read_only else ''}", 0, STATE_STYLE.get(state, "")),
+        Part(f"step {store.step:,}", f"step {store.step:,}", 0),
+    ]
+    if store.epoch is not None:
+        parts.append(Part(f"epoch {store.epoch:,}", f"ep {store.epoch:,}", 3))
+    if state == "running" and store.steps_per_s > 0:
+        parts.append(Part(f"{store.steps_per_s:,.0f} it/s", f"{store.steps_per_s:,.0f} it/s", 2))
+    parts.append(Part(duration(store.elapsed()), duration(store.elapsed()), 2))
+    parts.append(Part(f"mon {store.overhead * 100:.1f}%", f"mon {store.overhead * 100:.1f}%", 4))
+    if store.exit_code is not None or (state in ("failed", "lost") and store.detail):
+        detail = one_line(store.detail)
+        parts.append(Part(detail, detail, 1, "$error", elastic=True))
+    lag = store.lag()
+    if lag > 3.0:
+        parts.append(Part(f"behind {lag:.0f}s", f"behind {lag:.0f}s", 1, "$warning"))
+    if store.dropped:
+        parts.append(Part(f"{store.dropped:,} live msgs dropped (journal complete)", f"{store.dropped:,} dropped", 2,
+                          "$warning"))
+    if store.alert:
+        alert = f"⚠ {one_line(store.alert)}"
+        parts.append(Part(alert, alert, 1, "$error", elastic=True))
+    bad = store.counts.malformed + store.counts.unknown
+    if bad:
+        parts.append(Part(f"{bad} bad lines", f"{bad} bad", 3, "$warning"))
+    return parts
+
+
+def fit_header(parts: list[Part], width: int) -> str:
+    """The parts as one line of markup that fits ``width`` cells: full labels when they all fit,
+    else the narrow labels, leaving out the highest ranks until the rest fits; an error or an
+    alert then takes the room that is left."""
+    full = [p for p in parts if p.text]
+    if _cells(full, False) <= width:
+        return SEP.join(p.markup(False) for p in full)
+    shown = [p for p in parts if p.narrow]
+    while _cells(shown, True) > width and any(p.rank for p in shown):
+        del shown[max((i for i, p in enumerate(shown) if p.rank), key=lambda i: (shown[i].rank, i))]
+    spare = max(0, width - _cells(shown, True))
+    rooms = [p.cells(True) for p in shown]
+    for i in reversed(range(len(shown))):  # the error and the alert (last) before the name
+        if shown[i].elastic:
+            extra = min(spare, cell_len(shown[i].text) - rooms[i])
+            rooms[i], spare = rooms[i] + extra, spare - extra
+    return SEP.join(p.markup(True, room) for p, room in zip(shown, rooms))
+
+
+def _cells(parts: list[Part], narrow: bool) -> int:
+    return sum(p.cells(narrow) for p in parts) + len(SEP) * max(0, len(parts) - 1)
 
 
 class RunHeader(Static):
@@ -27,43 +114,20 @@ class RunHeader(Static):
         self._me.cpu_percent()
         self._seen: tuple | None = None
 
+    def on_resize(self) -> None:
+        self._seen = None
+
     def refresh_from(self, store: RunStore) -> None:
         with store.lock:
-            key = (store.versions["header"], store.state, int(store.elapsed()), int(store.lag()))
+            key = (store.versions["header"], store.state, int(store.elapsed()), int(store.lag()), self.size.width)
             if key == self._seen:
                 return
             self._seen = key
-            state = store.state
-            parts = [
-                f"[b]neurotop[/b]  {escape(store.name or '…')}",
-                f"[{STATE_STYLE.get(state, '$foreground')}]● {state}[/]"
-                + (" [dim](read-only)[/dim]" if store.read_only else ""),
-                f"step {store.step:,}",
-            ]
-            if store.epoch is not None:
-                parts.append(f"epoch {store.epoch:,}")
-            if state == "running" and store.steps_per_s > 0:
-                parts.append(f"{store.steps_per_s:,.0f} it/s")
-            parts.append(duration(store.elapsed()))
-            parts.append(f"mon {store.overhead * 100:.1f}%")
-            if store.exit_code is not None or (state in ("failed", "lost") and store.detail):
-                parts.append(f"[$error]{escape(store.detail)}[/]")
-            lag = store.lag()
-            if lag > 3.0:
-                parts.append(f"[$warning]behind {lag:.0f}s[/]")
-            if store.dropped:
-                parts.append(f"[$warning]{store.dropped:,} live msgs dropped (journal complete)[/]")
-            if store.alert:
-                parts.append(f"[$error]⚠ {escape(store.alert)}[/]")
-            bad = store.counts.malformed + store.counts.unknown
-            if bad:
-                parts.append(f"[$warning]{bad} bad lines[/]")
-        if not self.show_ui_cost:
-            self.update("  ".join(parts))
-            return
-        try:
-            mem = self._me.memory_info().rss / 1e6
-            parts.append(f"[dim]ui {self._me.cpu_percent():.0f}% {mem:.0f} MB[/dim]")
-        except psutil.Error:
-            pass
-        self.update("  ".join(parts))
+            parts = header_parts(store)
+        if self.show_ui_cost:
+            try:
+                ui = f"ui {self._me.cpu_percent():.0f}% {fmt_bytes(self._me.memory_info().rss)}"
+                parts.append(Part(ui, ui, 4, "dim"))
+            except psutil.Error:
+                pass
+        self.update(fit_header(parts, self.content_size.width or 200))

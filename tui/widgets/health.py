@@ -14,12 +14,13 @@ import numpy as np
 from rich.segment import Segment
 from rich.style import Style
 from textual.app import ComposeResult
-from textual.color import Color
 from textual.containers import Vertical
 from textual.markup import escape
 from textual.strip import Strip
 
+from neurotop.tui.format import fit, fit_parts, fmt_step, one_line
 from neurotop.tui.store import RunStore
+from neurotop.tui.widgets.colours import theme_colour
 from neurotop.tui.widgets.heatmap import NONE, GridView, Heatmap, Ramp, grid_strips
 
 LABEL_WIDTH = 12
@@ -93,7 +94,7 @@ class LayerTimeline(GridView):
         cols = width - LABEL_WIDTH - RIGHT_WIDTH - 2
         lo, hi = self.span
         dim = base + Style(dim=True)
-        alert = base + Style(bold=True, color=theme_colour(self.app, "error", "#EE6055"))
+        alert = base + Style(bold=True, color=theme_colour(self.app, "error", "#EE6055").hex)
         strips: list[Strip] = []
         budget = height - (1 if self.caption else 0)
         for i, row in enumerate(self.rows):
@@ -103,7 +104,7 @@ class LayerTimeline(GridView):
                 strips.append(Strip([Segment(f"  … {len(self.rows) - i} more", dim)]))
                 break
             if row.separator:
-                strips.append(Strip([Segment(_fit(row.label, width), dim)]))
+                strips.append(Strip([Segment(fit(one_line(row.label), width), dim)]))
                 continue
             label_style = alert if row.alert else (dim if row.dim else base)
             values = step_columns(row.steps, row.values, lo, hi, cols)
@@ -114,15 +115,15 @@ class LayerTimeline(GridView):
             if row.dim:
                 picture = picture.apply_style(Style(dim=True))
             strips.append(Strip.join([
-                Strip([Segment(_fit(row.label, LABEL_WIDTH - 1) + " ", label_style)]),
+                Strip([Segment(fit(one_line(row.label), LABEL_WIDTH - 1) + " ", label_style)]),
                 picture,
-                Strip([Segment(" " + _fit(row.right, RIGHT_WIDTH + 1, left=False), label_style)]),
+                Strip([Segment(" " + fit(row.right, RIGHT_WIDTH + 1, left=False), label_style)]),
             ]))
         if self.caption:  # the step axis under the pictures, then the caption where it fits
-            left = f"{'':{LABEL_WIDTH}}step {_step(lo)}"
-            right = _step(hi)
+            left = f"{'':{LABEL_WIDTH}}step {fmt_step(lo)}"
+            right = fmt_step(hi)
             gap = max(1, LABEL_WIDTH + cols - len(left) - len(right))
-            strips.append(Strip([Segment(_fit(f"{left}{' ' * gap}{right}   {self.caption}", width), dim)]))
+            strips.append(Strip([Segment(fit(f"{left}{' ' * gap}{right}   {self.caption}", width), dim)]))
         return strips
 
 
@@ -172,7 +173,7 @@ class HealthPane(Vertical):
         _, title, _ = HEALTH_METRICS[self.metric_index]
         with store.lock:
             dead = sorted(store.dead_layers)
-        self.border_title = escape("Neuron health" + (f"  ⚠ dead: {', '.join(dead)}" if dead else ""))
+        self.border_title = escape("Neuron health" + (f"  ⚠ dead: {one_line(', '.join(dead))}" if dead else ""))
         self.border_subtitle = f"m: {title}"
         scale = "colour 0…max" if self.metric == "signal" else "colour 0…100%"
         self.timeline.set_rows(rows, (0, max(last, 1)), scale)
@@ -275,10 +276,13 @@ class UnitHistoryPane(Vertical):
         rows = msg.rows
         grouped = f" in {rows} groups" if msg.units > rows else ""
         position = self.layer_names.index(self.current_layer) + 1
-        nav = f"  ◂ {position}/{len(self.layer_names)} ▸" if len(self.layer_names) > 1 else ""
-        self.border_title = escape(f"Activation history: {self.current_layer} ({msg.units:,} units{grouped}){nav}")
+        nav = f"◂ {position}/{len(self.layer_names)} ▸" if len(self.layer_names) > 1 else ""
+        head = " ".join(p for p in ("Activation history", nav, one_line(self.current_layer)) if p)
+        room = max(0, self.outer_size.width - 7 - len(head)) if self.outer_size.width else 200
+        more = fit_parts([f"({msg.units:,} units{grouped})"], room)  # the selector and the name stay whole
+        self.border_title = escape(f"{head} {more}".rstrip())
         self.border_subtitle = f"[ ] layer · s: sort by {self.sort}"
-        caption = f"steps {_step(int(steps[0]))}…{_step(int(steps[-1]))}  mean {lo:.3g} … {hi:.3g}"
+        caption = f"steps {fmt_step(int(steps[0]))}…{fmt_step(int(steps[-1]))}  mean {lo:.3g} … {hi:.3g}"
         self.heatmap.set_data(cells.astype(np.int32), caption)
 
 
@@ -298,26 +302,3 @@ def dead_fraction(store: RunStore, layer: str) -> float | None:
 
 def _version(store: RunStore | None, key: str) -> int | None:
     return None if store is None else store.versions[key]
-
-
-def _fit(text: str, width: int, left: bool = True) -> str:
-    if width <= 0:
-        return ""
-    if len(text) > width:
-        text = text[: max(0, width - 1)] + "…"
-    return text.ljust(width) if left else text.rjust(width)
-
-
-def _step(step: int) -> str:
-    for unit, size in (("M", 1_000_000), ("k", 1_000)):
-        if abs(step) >= size:
-            return f"{step / size:.4g}{unit}"
-    return str(step)
-
-
-def theme_colour(app, name: str, fallback: str) -> str:
-    """A theme colour as ``#rrggbb`` (for Rich styles built outside CSS)."""
-    try:
-        return Color.parse(str(app.theme_variables.get(name) or fallback)).hex
-    except (ValueError, TypeError, AttributeError):  # not a colour: the fallback is
-        return fallback

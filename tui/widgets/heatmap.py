@@ -17,9 +17,10 @@ from rich.color import Color as RichColor
 from rich.segment import Segment
 from rich.style import Style
 from textual.app import App
-from textual.color import Color, ColorParseError
 from textual.strip import Strip
 from textual.widget import Widget
+
+from neurotop.tui.widgets.colours import parse_colour, theme_colour
 
 UPPER = "▀"
 LOWER = "▄"
@@ -38,13 +39,6 @@ _ASCII_LUT = np.frombuffer(
 )
 
 
-def _parse(text: str | None, fallback: str) -> Color:
-    try:
-        return Color.parse(text) if text else Color.parse(fallback)
-    except ColorParseError:
-        return Color.parse(fallback)
-
-
 class Ramp:
     """A theme's colour ramp as tables, so a cell's style is a look-up, not colour arithmetic.
 
@@ -53,7 +47,7 @@ class Ramp:
     """
 
     def __init__(self, cold: str, mid: str, hot: str) -> None:
-        anchors = np.array([_parse(c, f).rgb for c, f in zip((cold, mid, hot), FALLBACK_HEAT.values())], float)
+        anchors = np.array([parse_colour(c, f).rgb for c, f in zip((cold, mid, hot), FALLBACK_HEAT.values())], float)
         t = np.arange(256) / 255.0
         rgb = np.empty((256, 3))
         for k in range(3):  # cold → mid over the lower half, mid → hot over the upper
@@ -65,17 +59,8 @@ class Ramp:
 
     @classmethod
     def for_app(cls, app: App) -> "Ramp":
-        """The ramp of the app's current theme (read from the theme itself first: the app's
-        ``theme_variables`` are refreshed with the CSS, which may lag a theme switch)."""
-        variables = {**app.theme_variables, **app.current_theme.variables}
-
-        def lookup(name: str) -> str:
-            value = str(variables.get(name) or FALLBACK_HEAT[name]).strip()
-            if value.startswith("$"):  # a reference to another theme colour, e.g. "$background"
-                value = str(variables.get(value[1:]) or FALLBACK_HEAT[name])
-            return value
-
-        return _ramp(*(lookup(name) for name in FALLBACK_HEAT))
+        """The ramp of the app's current theme."""
+        return _ramp(*(theme_colour(app, name, fallback).hex for name, fallback in FALLBACK_HEAT.items()))
 
     def cell(self, top: int, bottom: int, base: Style) -> tuple[str, Style]:
         """Character and style for a cell showing ``top`` over ``bottom`` on a widget whose style

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 from rich.text import Text
+from textual.color import Color
 from textual.markup import escape
 from textual_plotext import PlotextPlot
 
 from neurotop.trainer.protocol import Latent, dequantize
+from neurotop.tui.format import one_line
 from neurotop.tui.store import RunStore
 
 #: The most points drawn (a larger message is sampled evenly): plotext costs ~5 µs a point.
@@ -28,10 +30,6 @@ def decode_latent(msg: Latent) -> tuple[np.ndarray, np.ndarray]:
     lo = list(msg.lo[:2]) + [0.0, 0.0][len(msg.lo[:2]):]
     scale = list(msg.scale[:2]) + [1.0, 1.0][len(msg.scale[:2]):]
     return dequantize(msg.x, lo[0], scale[0], n, "<u2"), dequantize(msg.y, lo[1], scale[1], n, "<u2")
-
-
-def _hex(rgb: tuple[int, int, int]) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 def label_colour(label: int) -> tuple[int, int, int]:
@@ -89,10 +87,10 @@ class LatentPlot(PlotextPlot):
             plt.xlabel(f"PC1 {ex[0]:.0%}")
             plt.ylabel(f"PC2 {ex[1]:.0%}")
             dims = f"{msg.dims}-d " if msg.dims else ""
-            self.border_title = escape(f"Latent space: {dims}{msg.name or 'latent'}, {count} points, step {msg.step:,}")
+            self.border_title = escape(f"Latent space: {dims}{one_line(msg.name or 'latent')}, {count} points, step {msg.step:,}")
             if labels is not None:
                 shown = np.unique(labels).tolist()[:12]
-                self.border_subtitle = " ".join(f"[{_hex(label_colour(k))}]{k}[/]" for k in shown)
+                self.border_subtitle = " ".join(f"[{Color(*label_colour(k)).hex}]{k}[/]" for k in shown)
             else:
                 self.border_subtitle = ""
         self._cached = None

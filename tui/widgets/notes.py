@@ -12,6 +12,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from neurotop.trainer.protocol import Event, ParamChange
+from neurotop.tui.format import one_line, short
 from neurotop.tui.store import RunStore
 
 #: Event kinds shown beside notes, each with its mark.
@@ -27,10 +28,10 @@ def timeline_entries(store: RunStore) -> list[tuple[int, float, str, str]]:
     for msg in store.events:
         if isinstance(msg, ParamChange):
             if msg.ok:
-                old = f"{_short(msg.old)} → " if msg.old is not None else ""
-                out.append((msg.step, msg.t, "param", f"{msg.name} {old}{_short(msg.new)}" + _source(msg.source)))
+                old = f"{short(msg.old)} → " if msg.old is not None else ""
+                out.append((msg.step, msg.t, "param", f"{msg.name} {old}{short(msg.new)}" + _source(msg.source)))
             else:
-                out.append((msg.step, msg.t, "refused", f"{msg.name} = {_short(msg.new)} refused: {msg.reason}"))
+                out.append((msg.step, msg.t, "refused", f"{msg.name} = {short(msg.new)} refused: {msg.reason}"))
         elif isinstance(msg, Event):
             kind = msg.kind
             if kind == "checkpoint" and msg.source == "auto":
@@ -74,14 +75,8 @@ class NotesPane(Static):
                 text.append("\n")
             text.append(f"{step:>8,} {time.strftime('%H:%M:%S', time.localtime(t))} ", dim)
             text.append(f"{MARKS.get(kind, '·')} ", Style(bold=True))
-            text.append(body.replace("\n", " "), Style(bold=kind == "note"))
+            text.append(one_line(body), Style(bold=kind == "note"))
         self.update(text)
-
-
-def _short(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
 
 
 def _source(source: str) -> str:

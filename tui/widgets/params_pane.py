@@ -5,16 +5,16 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from rich.markup import escape
 from textual.binding import Binding
+from textual.markup import escape
 from textual.message import Message
 from textual.reactive import var
 from textual.widgets import Static
 
-from neurotop.tui.param_input import step_value
 from neurotop.trainer.protocol import Command, ParamChange, ParamSpec, Value
+from neurotop.tui.format import fit, flow, one_line, short, wrap
+from neurotop.tui.param_input import step_value
 from neurotop.tui.store import RunStore
-from neurotop.tui.widgets.bars import compact
 
 SEND_DEBOUNCE = 0.15
 
@@ -152,7 +152,7 @@ class ParamsPane(Static):
     def request(self, name: str, value: Value) -> None:
         """Queue a change; a burst of key presses sends only its latest value, after a short pause."""
         self.requests.pending[name] = value
-        self.notify(f"{name} → {compact(value)} (sending)", timeout=2)
+        self.notify(f"{name} → {short(value)} (sending)", timeout=2)
         if self._send_timer is None:
             self._send_timer = self.set_timer(SEND_DEBOUNCE, self._send_pending)
 
@@ -172,7 +172,7 @@ class ParamsPane(Static):
     def refresh_from(self, store: RunStore) -> None:
         no_sdk = store.hello is None and (store.finished or store.elapsed() > 3)
         self._store = store
-        key = (store.versions["params"], self.selected, store.hello is not None, no_sdk)
+        key = (store.versions["params"], self.selected, store.hello is not None, no_sdk, self.size.width)
         if key == self._seen:
             return
         self._seen = key
@@ -184,23 +184,27 @@ class ParamsPane(Static):
                                  "starts; a plain command has none (add the five SDK lines to tune it live).[/dim]")
                 return
             self.set_reactive(ParamsPane.selected, min(self.selected, len(self.names) - 1))
-            width = max(len(n) for n in self.names)
+            room = self.content_size.width or 80
+            shown = max(len(short(spec.value)) for spec in store.params.values())
+            # names as long as the longest, unless a value would wrap: then names are cut, with an ellipsis
+            width = max(4, min(max(len(one_line(n)) for n in self.names), room - 4 - max(9, shown)))
             lines = []
             for i, (name, spec) in enumerate(store.params.items()):
                 cursor = "[$accent]›[/]" if i == self.selected else " "
-                value = compact(spec.value)
                 change = store.last_change.get(name)
-                note = ""
-                if change is not None:
-                    if change.ok:
-                        note = f"[dim]@ {change.step:,}[/dim]"
-                    else:
-                        note = f"[$error]refused {escape(compact(change.new))}: {escape(change.reason)}[/]"
-                line = f"{cursor} {escape(name):<{width}}  [b]{escape(value):>9}[/b]  {note}"
+                value = short(spec.value).rjust(9)
+                line = f"{cursor} {escape(fit(one_line(name), width))}  [b]{escape(value)}[/b]"
+                when = f"@ {change.step:,}" if change is not None and change.ok else ""
+                if when and 2 + width + 2 + len(value) + 2 + len(when) <= room:  # the step of the change, where it fits
+                    line += f"  [dim]{when}[/dim]"
                 lines.append(line)
+                if change is not None and not change.ok:  # its own lines: a reason is a sentence
+                    refused = f"refused {short(change.new)}: {one_line(change.reason)}"
+                    lines += [f"    [$error]{escape(row)}[/]" for row in wrap(refused, room - 4)]
             spec = store.params[self.names[self.selected]]
-            bounds = spec.choices and " | ".join(spec.choices) or (
-                f"{compact(spec.min) if spec.min is not None else '-∞'} … "
-                f"{compact(spec.max) if spec.max is not None else '∞'}{'  log' if spec.log else ''}")
-            lines.append(f"[dim]{escape(spec.help)}  [{escape(bounds)}][/dim]" if spec.help else f"[dim][{escape(bounds)}][/dim]")
+            bounds = " | ".join(one_line(c) for c in spec.choices) if spec.choices else (
+                f"{short(spec.min) if spec.min is not None else '-∞'} … "
+                f"{short(spec.max) if spec.max is not None else '∞'}{' log' if spec.log else ''}")
+            about = [one_line(spec.help), f"[{bounds}]"] if spec.help else [f"[{bounds}]"]
+            lines += [f"[dim]{escape('  '.join(line))}[/dim]" for line in flow(about, room)]
         self.update("\n".join(lines))

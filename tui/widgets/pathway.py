@@ -12,8 +12,9 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
+from neurotop.tui.format import fit, one_line
 from neurotop.tui.store import RunStore
-from neurotop.tui.widgets.health import theme_colour
+from neurotop.tui.widgets.colours import theme_colour
 from neurotop.tui.widgets.heatmap import Ramp
 
 
@@ -79,7 +80,7 @@ class PathwayPane(Static):
             text.append("no model description yet (Monitor(model) sends it)", Style(dim=True))
             return text
         ramp = None if getattr(self.app, "no_color", False) else Ramp.for_app(self.app)
-        error = Style(color=theme_colour(self.app, "error", "#EE6055"), bold=True)
+        error = Style(color=theme_colour(self.app, "error", "#EE6055").hex, bold=True)
         dim = Style(dim=True)
         width = max(40, self.size.width or 60)
         name_w = min(16, max(len(n) for n, *_ in layers) + 1)
@@ -102,9 +103,9 @@ class PathwayPane(Static):
             connector = "┌" if i == 0 and len(layers) > 1 else "└" if i == len(layers) - 1 else "├"
             start = len(text)
             text.append(f"{connector} ", dim)
-            text.append(_fit(name, name_w), error if name in dead else Style())
+            text.append(fit(one_line(name), name_w - 1) + " ", error if name in dead else Style())
             if kind_w:
-                text.append(_fit(kind, kind_w) + _fit(shape, shape_w), dim)
+                text.append(fit(one_line(kind), kind_w - 1) + " " + fit(shape, shape_w - 1) + " ", dim)
             value = signal.get(name)  # the number first: it lines up whatever the bar's glyphs
             if value is None:
                 text.append("     - " + "╌" * bar_w, dim)
@@ -144,9 +145,3 @@ def _input_width(layers) -> str:
     if "→" in shape:
         return shape.split("→")[0] + " features"
     return ""
-
-
-def _fit(text: str, width: int) -> str:
-    if len(text) >= width:
-        return text[: max(0, width - 2)] + "… " if width > 2 else text[:width]
-    return text.ljust(width)
