@@ -39,8 +39,8 @@ async def settled(pilot, lines: int = 2) -> None:
     def painted() -> bool:
         """A pane that appears moves the others: paint until each shows what the store holds at
         its settled size."""
-        app.repaint()
-        app.repaint_pictures()
+        app.dashboard.repaint_text()
+        app.dashboard.repaint_pictures()
         chart, acts = app.query_one(LossChart), app.query_one(ActivationsPane)
         return (acts.display == bool(app.store.activations) and len(app.query_one(LogPane).lines) >= min(lines, KEEP)
                 and chart.panels == panels_for(list(app.store.series), chart.size.height)[0])
@@ -72,7 +72,7 @@ async def test_a_picture_pane_appears_when_its_first_snapshot_arrives(tmp_path):
         assert not acts.display
         cells = bytes(range(64))
         app.store.ingest([Activations(step=600, layer="enc.relu", rows=8, cols=8, lo=0.0, scale=0.01, cells=cells)])
-        app.repaint_pictures()
+        app.dashboard.repaint_pictures()
         await until(pilot, lambda: acts.display and acts.outer_size.height > 0)
         assert "enc.relu" in str(acts.border_title)
 
@@ -108,8 +108,8 @@ async def test_80x24_shows_every_figure_with_nothing_wrapped_mid_word(tmp_path):
                                       cells=bytes(128), units=16)])  # a second layer: the selector shows
 
         def shown() -> str:
-            app.repaint()
-            app.repaint_pictures()
+            app.dashboard.repaint_text()
+            app.dashboard.repaint_pictures()
             return "\n".join(screen_text(app))
 
         await until(pilot, lambda: "procs" in shown() and "◂ 1/2 ▸" in shown())  # both painted
@@ -186,8 +186,8 @@ async def test_output_pane_search_finds_older_lines_and_n_goes_on(tmp_path):
         assert "line 0049" in log.lines[log.match]
         await pilot.press("escape")
         assert log.query == "" and log.match is None
-        await pilot.press("n")  # no search: n is the note key again
-        await until(pilot, lambda: type(app.screen).__name__ == "PromptScreen")
+        await pilot.press("n")  # no search: n is the note key again (this ended run says it takes none)
+        await until(pilot, lambda: any(str(n.message).startswith("Note: ") for n in app._notifications))
 
 
 async def test_output_pane_wraps_a_long_line_instead_of_cutting_it(tmp_path):
@@ -272,7 +272,7 @@ async def test_new_output_does_not_move_what_you_read_back(tmp_path):
         await pilot.press("pageup")
         before = log_rows(app)
         app.store.add_output([f"fresh {i}" for i in range(5)])
-        app.repaint_pictures()
+        app.dashboard.repaint_pictures()
         await until(pilot, lambda: len(log.lines) == 305)
         assert log_rows(app) == before and "↓" in str(log.border_subtitle)
         await pilot.press("end")

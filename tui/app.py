@@ -37,8 +37,9 @@ from neurotop.tui.system import SystemSampler
 from neurotop.tui.themes import USER_THEMES, load_themes
 
 KEYMAP_FILE = USER_THEMES.parent / "keymap.toml"
-#: Run-level actions that need the run's SDK listening (a plain command has nobody to ask).
-SDK_ACTIONS = ("pause", "resume", "checkpoint", "note")
+#: Run-level actions that need someone in the run listening: its SDK, or the supervisor of a plain
+#: command (which says in its hello which of these it can carry out).
+RUN_ACTIONS = ("pause", "resume", "checkpoint", "note")
 
 LinkFactory = Callable[[RunStore, Callable[[], None]], Link]
 
@@ -217,13 +218,15 @@ class NeurotopApp(App[str | None]):
 
     def why_unavailable(self, action: str, parameters: tuple[object, ...] = ()) -> str | None:
         store = self.store
-        if action in SDK_ACTIONS:
+        if action in RUN_ACTIONS:
             if store.finished:
                 return f"the run has {store.state}: commands no longer reach it"
             if store.read_only:
                 return "attached read-only"
             if store.hello is None:
-                return "no neurotop SDK has said hello (a plain command never does): nothing listens"
+                return "the run has not said hello yet: nothing listens"
+            if store.hello.controls and action not in store.hello.controls:
+                return "a command without the neurotop SDK cannot do that (pause, note and stop work)"
         if action == "restart":
             if not store.finished:
                 return "the run is still going: stop it first (q, then s)"
@@ -244,7 +247,8 @@ class NeurotopApp(App[str | None]):
     # ------------------------------------------------------------------------- run-level keys
     def action_pause(self) -> None:
         self.send(Command(action="pause", source="ui"))
-        self.notify("pausing at the next step…", timeout=2)
+        plain = self.store.hello is not None and bool(self.store.hello.controls)
+        self.notify("pausing…" if plain else "pausing at the next step…", timeout=2)
 
     def action_resume(self) -> None:
         self.send(Command(action="resume", source="ui"))
