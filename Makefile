@@ -21,6 +21,7 @@ run: setup
 	$(BIN)/neurotop
 
 test: setup
+	$(BIN)/python -m tests.lint_imports
 	$(BIN)/python -m pytest -q
 
 bench: setup
