@@ -10,6 +10,7 @@ After a deliberate change to what a screen shows, look at the report and regener
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from types import SimpleNamespace
@@ -38,7 +39,8 @@ SCREENS = {
 @pytest.fixture
 def fixed_app(tmp_path, monkeypatch):
     """The app attached to the fixed journal, built inside a test's own folder and time zone."""
-    monkeypatch.setenv("TZ", "UTC")
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
     time.tzset()
     monkeypatch.chdir(tmp_path)  # the run directory is shown relative: the same path in every run
     monkeypatch.setattr("neurotop.tui.screens.diagnostics.psutil", fixed_psutil())
@@ -53,7 +55,11 @@ def fixed_app(tmp_path, monkeypatch):
                            refresh_hz=20, pictures_hz=20, sample_system=False, read_only=True, show_ui_cost=False)
 
     yield make
-    time.tzset()  # monkeypatch has put TZ back by the time the next test reads the clock
+    if zone is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = zone
+    time.tzset()
 
 
 def fixed_psutil() -> SimpleNamespace:
