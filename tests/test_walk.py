@@ -33,7 +33,7 @@ TEXTUAL_ACTIONS = {"app.focus_next", "app.focus_previous", "screen.copy_text", "
 OPENS = {
     "app.help": "HelpScreen",
     "app.diagnostics": "DiagnosticsScreen",
-    "app.quit": "QuitScreen",
+    "app.quit": "QuitScreen",  # or, on a run that has ended, quitting at once (walked last)
     "app.pathways": "PathwaysScreen",
     "params.edit": "PromptScreen",
     "run.note": "PromptScreen",
@@ -112,7 +112,7 @@ def one_key_each(screen, pick: int) -> list[tuple[str, object]]:
     groups: dict[tuple, list] = {}
     for key, active in listed(screen).items():
         groups.setdefault((id(active.node), active.binding.id or active.binding.action), []).append((key, active))
-    return [keys[pick] for keys in groups.values()]
+    return sorted((keys[pick] for keys in groups.values()), key=lambda item: item[1].binding.id == "app.quit")
 
 
 @dataclass
@@ -122,6 +122,7 @@ class Walk:
     pick: int = 0
     toasts: list[tuple[str, str]] = field(default_factory=list)
     pressed: list[str] = field(default_factory=list)
+    quit: bool = False  # the quit key ended the app, as it says
 
     def toast_since(self, mark: int) -> str:
         return " | ".join(text for text, _ in self.toasts[mark:])
@@ -134,7 +135,7 @@ class Walk:
                                  f"toasts {self.toasts[-4:]})") from None
 
     def healthy(self) -> None:
-        assert self.app.is_running and self.app._exception is None, f"after {self.pressed}"
+        assert self.app._exception is None and (self.app.is_running or self.quit), f"after {self.pressed}"
 
     async def press(self, key: str) -> None:
         self.pressed.append(key)
@@ -154,6 +155,8 @@ class Walk:
                 continue  # the app's keys were walked on the dashboard; its help is live here too
             await self.wait(lambda: self.app.screen is screen, f"back on {type(screen).__name__}")
             await self.check(screen, key, active)
+            if self.quit:
+                return
             if screen not in self.app.screen_stack:
                 assert opener and any(word in active.binding.description.lower() for word in ("back", "close")), \
                     f"{key} ({active.binding.description}) left {type(screen).__name__}"
@@ -165,12 +168,17 @@ class Walk:
     async def check(self, screen, key: str, active) -> None:
         app, binding, mark = self.app, active.binding, len(self.toasts)
         before_theme = app.theme
+        self.quit = binding.id == "app.quit"
         await self.press(key)
+        if self.quit and not app.is_running:
+            return
+        self.quit = False
         if not active.enabled:  # shown greyed out: it may do nothing, and must break nothing
             return
         opened = OPENS.get(binding.id)
         if opened:
-            await self.wait(lambda: app.screen is not screen or len(self.toasts) > mark, f"{key} opening {opened}")
+            await self.wait(lambda: app.screen is not screen or len(self.toasts) > mark or not app.is_running,
+                            f"{key} opening {opened}")
             if app.screen is screen:  # could not open here: it said why
                 return
             shown = app.screen
@@ -235,7 +243,6 @@ async def walk_every_key(app: NeurotopApp, size: tuple[int, int], pick: int = 0)
         await until(pilot, lambda: started(app))
         walk = Walk(app, pilot, pick, toasts)
         home = app.screen
-        await walk.walk(home)
         # `?` then `q` closes the help too (issue 10)
         help_keys = [k for k, a in listed(home).items() if a.binding.id == "app.help"]
         if help_keys:
@@ -243,9 +250,10 @@ async def walk_every_key(app: NeurotopApp, size: tuple[int, int], pick: int = 0)
             await walk.wait(lambda: app.screen is not home, "help opening")
             await walk.press("q")
             await walk.wait(lambda: app.screen is home, "q closing the help")
+        await walk.walk(home)
         assert walk.pressed
         walk.healthy()
-        if app.link is not None:
+        if app.is_running and app.link is not None:
             app.link.detach()
 
 
