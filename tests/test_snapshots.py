@@ -1,5 +1,7 @@
 """Every screen as a snapshot, drawn from a fixed journal: an attached finished run (no live clock),
-no system sampler, fixed sizes, UTC, a fixed run directory and a fixed UI memory figure.
+no system sampler, fixed sizes, UTC, a fixed run directory and a fixed UI memory figure. The
+dialogs that only a live run offers (quit: stop or leave running; edit) attach to the same journal
+still running, with the wall clock stopped at its last step.
 
 After a deliberate change to what a screen shows, look at the report and regenerate:
 
@@ -18,21 +20,21 @@ from types import SimpleNamespace
 import pytest
 
 from tests.conftest import until
-from tests.journals import demo_messages, write_run
+from tests.journals import T0, demo_messages, write_run
 from neurotop.trainer import journal
 from neurotop.tui.app import NeurotopApp
 from neurotop.tui.link import Link
 
 STEPS = 600
-# Each screen: the key that opens it from the dashboard and the class of the screen it shows.
-# Keys and screens move with the app; adjust them here.
+# Each screen: the key that opens it from the dashboard, the class of the screen it shows, and
+# whether it needs the run live. Keys and screens move with the app; adjust them here.
 SCREENS = {
-    "pathways": ("v", "PathwaysScreen"),
-    "help": ("question_mark", "HelpScreen"),
-    "diagnostics": ("d", "DiagnosticsScreen"),
-    "quit": ("q", "QuitScreen"),
-    "edit": ("e", "PromptScreen"),
-    "choice": ("r", "ChoiceScreen"),  # restart asks first: the same dialog as the guard's choices
+    "pathways": ("v", "PathwaysScreen", False),
+    "help": ("question_mark", "HelpScreen", False),
+    "diagnostics": ("d", "DiagnosticsScreen", False),
+    "quit": ("q", "QuitScreen", True),
+    "edit": ("e", "PromptScreen", True),
+    "choice": ("r", "ChoiceScreen", False),  # restart asks first: the same dialog as the guard's choices
 }
 
 
@@ -44,15 +46,19 @@ def fixed_app(tmp_path, monkeypatch):
     time.tzset()
     monkeypatch.chdir(tmp_path)  # the run directory is shown relative: the same path in every run
     monkeypatch.setattr("neurotop.tui.screens.diagnostics.psutil", fixed_psutil())
-    written = write_run(tmp_path / "runs", demo_messages(STEPS))
-    run_dir = written.rename(written.parent / "fixed-run").relative_to(tmp_path)
-    info = journal.RunInfo.load(run_dir)
-    info.id, info.host, info.command = run_dir.name, "test", ["python", "train.py"]
-    info.save(run_dir)
 
-    def make() -> NeurotopApp:
+    def make(live: bool = False) -> NeurotopApp:
+        """``live``: the run has not ended, its process (this one) is alive, and the clock stands still."""
+        if live:
+            monkeypatch.setattr(time, "time", lambda: T0 + STEPS / 100)
+        written = write_run(tmp_path / "runs", demo_messages(STEPS, finished=not live),
+                            state="running" if live else "finished", pid=os.getpid() if live else 1)
+        run_dir = written.rename(written.parent / "fixed-run").relative_to(tmp_path)
+        info = journal.RunInfo.load(run_dir)
+        info.id, info.host, info.command = run_dir.name, "test", ["python", "train.py"]
+        info.save(run_dir)
         return NeurotopApp(lambda store, notify: Link.attach(run_dir, store, notify), name="fixed",
-                           refresh_hz=20, pictures_hz=20, sample_system=False, read_only=True, show_ui_cost=False)
+                           refresh_hz=20, pictures_hz=20, sample_system=False, read_only=not live, show_ui_cost=False)
 
     yield make
     if zone is None:
@@ -70,7 +76,7 @@ def fixed_psutil() -> SimpleNamespace:
 
 def journal_read(store) -> bool:
     """The whole fixed journal is in the store."""
-    return store.finished and store.step == STEPS and store.output_total == 2
+    return (store.finished or not store.read_only) and store.step == STEPS and store.output_total == 2
 
 
 async def settled(pilot) -> None:
@@ -96,7 +102,7 @@ async def settled(pilot) -> None:
 
 def opened(name: str):
     """What snap_compare runs before its screenshot: the dashboard settles, the key opens the screen."""
-    key, screen = SCREENS[name]
+    key, screen, _ = SCREENS[name]
 
     async def run_before(pilot) -> None:
         await settled(pilot)
@@ -126,7 +132,7 @@ def test_no_color(snap_compare, fixed_app, monkeypatch):
 
 @pytest.mark.parametrize("screen", list(SCREENS))
 def test_screen(snap_compare, fixed_app, screen):
-    assert snap_compare(fixed_app(), terminal_size=(120, 40), run_before=opened(screen))
+    assert snap_compare(fixed_app(live=SCREENS[screen][2]), terminal_size=(120, 40), run_before=opened(screen))
 
 
 async def test_zoom_pan_follow_and_smoothing_keys(fixed_app):
