@@ -74,3 +74,9 @@ async def repainted(pilot, *widgets, timeout=60.0):
     finally:
         for widget in widgets:
             del widget.render_lines
+
+
+def run_of(store):
+    """The run's own state (state, step, finished, read_only): ``store.run`` once the store has
+    sub-models (the store branch), the store itself before. After that merge: ``store.run``."""
+    return getattr(store, "run", store)

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.conftest import until
+from tests.conftest import run_of, until
 from tests.journals import T0, demo_messages, write_run
 from neurotop.trainer import journal
 from neurotop.tui.app import NeurotopApp
@@ -75,8 +75,10 @@ def fixed_psutil() -> SimpleNamespace:
 
 
 def journal_read(store) -> bool:
-    """The whole fixed journal is in the store."""
-    return (store.finished or not store.read_only) and store.step == STEPS and store.output_total == 2
+    """The whole fixed journal is in the store, and the run's two lines of output."""
+    run = run_of(store)
+    output = store.output.total if hasattr(store.output, "total") else store.output_total
+    return (run.finished or not run.read_only) and run.step == STEPS and output == 2
 
 
 async def settled(pilot) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from textual.screen import ModalScreen
 
-from tests.conftest import scripted, until
+from tests.conftest import run_of, scripted, until
 from tests.journals import demo_messages, write_run
 from neurotop.trainer import journal
 from neurotop.tui.app import NeurotopApp
@@ -54,18 +54,23 @@ def sdk_app(runs: Path) -> NeurotopApp:
 
 
 def plain_app(runs: Path) -> NeurotopApp:
-    """`neurotop run -- python script.py`: a script that only prints."""
-    return spawned(runs, [sys.executable, "-c", PLAIN_SCRIPT], "plain", parser=OutputParser())
+    """`neurotop run -- python script.py`: a script that only prints, started as the CLI starts it
+    (under its supervisor once the cli branch is merged: ``Link.supervise``; then drop the other arm)."""
+    argv, run_dir = [sys.executable, "-c", PLAIN_SCRIPT], journal.create_run_dir(runs, "plain")
+    if hasattr(Link, "supervise"):
+        start = lambda store, notify: Link.supervise(argv, run_dir, store, notify)
+    else:
+        start = lambda store, notify: Link.spawn(argv, run_dir, store, notify, parser=OutputParser())
+    return NeurotopApp(start, name="plain", sample_system=False)
 
 
 def demo_app(runs: Path) -> NeurotopApp:
     return spawned(runs, python_argv("neurotop.trainer.demo", []), "autoencoder-digits")
 
 
-def spawned(runs: Path, argv: list[str], name: str, parser: OutputParser | None = None) -> NeurotopApp:
+def spawned(runs: Path, argv: list[str], name: str) -> NeurotopApp:
     run_dir = journal.create_run_dir(runs, name)
-    return NeurotopApp(lambda store, notify: Link.spawn(argv, run_dir, store, notify, parser=parser), name=name,
-                       sample_system=False)
+    return NeurotopApp(lambda store, notify: Link.spawn(argv, run_dir, store, notify), name=name, sample_system=False)
 
 
 def finished_app(runs: Path) -> NeurotopApp:
@@ -79,8 +84,8 @@ RUNS = {"sdk": sdk_app, "plain": plain_app, "finished": finished_app}
 
 
 def started(app: NeurotopApp) -> bool:
-    store = app.store
-    return store.finished if store.read_only else store.step > 0
+    run = run_of(app.store)
+    return run.finished if run.read_only else run.step > 0
 
 
 # ---------------------------------------------------------------------------- what is shown
@@ -131,7 +136,7 @@ class Walk:
         try:
             await until(self.pilot, predicate, timeout)
         except AssertionError:
-            raise AssertionError(f"{what}: not seen after {self.pressed[-6:]} (run {self.app.store.state}; "
+            raise AssertionError(f"{what}: not seen after {self.pressed[-6:]} (run {run_of(self.app.store).state}; "
                                  f"toasts {self.toasts[-4:]})") from None
 
     def healthy(self) -> None:
@@ -203,9 +208,9 @@ class Walk:
 
     async def effect(self, screen, key, binding, mark, before_theme) -> None:
         """What the description promises, where it shows."""
-        app, store = self.app, self.app.store
+        app, run = self.app, run_of(self.app.store)
         if binding.id == "run.pause":
-            live = not store.finished and not store.read_only
+            live = not run.finished and not run.read_only
             refused = lambda: any(sev in ("warning", "error") for _, sev in self.toasts[mark:])
             header = lambda: screen_text(app).splitlines()[0]
             if not live:
