@@ -23,6 +23,7 @@ run: setup
 	$(BIN)/neurotop
 
 test: setup
+	$(BIN)/python -m tests.lint_imports
 	$(BIN)/python -m pytest -q
 
 bench: setup

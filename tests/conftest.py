@@ -55,3 +55,28 @@ async def until(pilot, predicate, timeout=60.0):
             return
         await pilot.pause(0.05)
     raise AssertionError("timed out waiting for the app")
+
+
+async def repainted(pilot, *widgets, timeout=60.0):
+    """Wait until the compositor has drawn each widget on screen again, with what it holds now (a
+    pane that cannot draw it raises there): waiting on the drawing, not a pause as long as a clock."""
+    widgets = [widget for widget in widgets if widget.is_on_screen]
+    drawn = set()
+    for widget in widgets:
+        def counting(crop, widget=widget, original=widget.render_lines):
+            drawn.add(widget)
+            return original(crop)
+
+        widget.render_lines = counting
+        widget.refresh()
+    try:
+        await until(pilot, lambda: len(drawn) == len(widgets), timeout)
+    finally:
+        for widget in widgets:
+            del widget.render_lines
+
+
+def run_of(store):
+    """The run's own state (state, step, finished, read_only): ``store.run`` once the store has
+    sub-models (the store branch), the store itself before. After that merge: ``store.run``."""
+    return getattr(store, "run", store)

@@ -30,9 +30,8 @@ import pytest
 from textual.geometry import Size
 from textual.widgets import Footer
 
-from tests.conftest import ROOT, scripted, until
+from tests.conftest import ROOT, repainted, scripted, until, wait_for
 from tests.test_fuzz import corpus_params
-from tests.conftest import wait_for
 from tests.test_monitor import only_run, read_journal
 from neurotop import Monitor
 from neurotop.trainer import journal
@@ -369,7 +368,7 @@ async def test_log_y_without_positive_data(runs, tmp_path, data):
         await until(pilot, lambda: done_seen(app.store))
         try:
             await pilot.press("l")
-            await pilot.pause(0.5)
+            await repainted(pilot, app.query_one(LossChart))
             assert healthy(app) and app.query_one(LossChart).log_y
         finally:
             kill(app)
@@ -386,10 +385,11 @@ async def test_corpus_through_the_real_app(runs, path):
             await until(pilot, lambda: done_seen(store), timeout=20)  # else the reader died
         finally:
             kill(app)
-        await pilot.pause(0.5)  # both paint clocks tick over what arrived
+        app.dashboard.repaint_all()  # both paint clocks tick over what arrived
+        await repainted(pilot, *(app.query_one(f"#{p}") for p in PANES))
         if store.params:
             await pilot.press("plus")
-            await pilot.pause(0.4)  # the debounced send goes out
+            await until(pilot, lambda: app.query_one(ParamsPane).idle and not app.sending)  # the debounced send went out
         assert healthy(app)
         assert "could not store a batch" not in store.counts.last_error  # the link's safety net lost one
         texts = [m.group(1) for m in re.finditer(rb'"kind":"note","text":"([^"]*)"', path.read_bytes())]
@@ -611,9 +611,8 @@ def layout_problems(app: NeurotopApp) -> list[str]:
 async def resize(pilot, width: int, height: int) -> None:
     await pilot.resize_terminal(width, height)
     await until(pilot, lambda: pilot.app.size == Size(width, height))
-    await pilot.pause(0.3)
     pilot.app.dashboard.repaint_all()
-    await pilot.pause()
+    await repainted(pilot, pilot.app.query_one(RunHeader), pilot.app.query_one(Footer))  # laid out at the new size
 
 
 async def test_resizing_while_it_trains(runs):
@@ -653,14 +652,15 @@ async def test_log_y_survives_a_resize_or_a_theme_switch(runs, then):
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.store.step > 30)
         try:
+            chart = app.query_one(LossChart)
             await pilot.press("l")
-            await pilot.pause(0.3)
+            await repainted(pilot, chart)
             if then == "resize":
                 await resize(pilot, 100, 30)
             else:
                 await pilot.press("t")
-            await pilot.pause(0.5)
-            assert healthy(app) and app.query_one(LossChart).log_y
+            await repainted(pilot, chart)
+            assert healthy(app) and chart.log_y
         finally:
             kill(app)
 
@@ -673,7 +673,7 @@ async def test_no_color_draws_the_heatmaps_in_ascii(runs, monkeypatch):
         heatmap = app.query_one(ActivationsPane).heatmap
         recon = app.query_one(ReconstructionsPane)
         await until(pilot, lambda: heatmap.grid is not None and recon.images)
-        await pilot.pause(0.3)
+        await repainted(pilot, heatmap, recon)
         picture = [heatmap.render_line(y).text for y in range(heatmap.size.height)]
         picture = [line for line in picture if "dead:" not in line]  # the legend under it
         assert picture and set("".join(picture)) <= set(ASCII_RAMP)

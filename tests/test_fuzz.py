@@ -18,7 +18,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from neurotop.trainer.params import Param
@@ -144,12 +144,12 @@ status = st.builds(Status, step=steps, t=finite,
 event = st.builds(Event, step=steps, t=finite, kind=st.sampled_from(["note", "warning", "diverged", "restore",
                                                                      "checkpoint", "pause", "resume", "zzz"]),
                   text=names, source=st.sampled_from(["ui", "guard", "auto", ""]))
-value = st.one_of(st.booleans(), st.integers(*INT64), finite, st.sampled_from([math.inf, -math.inf]), names)
+finite_value = st.one_of(st.booleans(), st.integers(*INT64), finite, names)
+value = st.one_of(finite_value, st.sampled_from([math.inf, -math.inf]))
 change = st.builds(ParamChange, step=steps, t=finite, name=names, new=st.one_of(st.none(), value),
                    old=st.one_of(st.none(), value), ok=st.booleans(), reason=names)
 # Hello, Activations and Sample are generated as plain JSON objects: the protocol's structs check
 # themselves on construction, and a fuzzer must be able to say what the protocol would refuse.
-finite_value = value.filter(lambda v: not isinstance(v, float) or math.isfinite(v))
 spec = st.fixed_dictionaries({"name": names, "kind": st.sampled_from(["float", "int", "bool", "choice"]),
                               "value": finite_value, "default": finite_value},
                              optional={"min": st.one_of(st.none(), finite), "max": st.one_of(st.none(), finite),
@@ -160,6 +160,15 @@ hello = st.fixed_dictionaries({"type": st.just("hello"), "version": st.integers(
 dims = st.integers(0, 40)
 
 
+def filled(n: int) -> st.SearchStrategy[bytes]:
+    """``n`` bytes repeating a short drawn pattern: shapes are what these tests vary, and a batch of
+    snapshots with ``n`` drawn bytes each overruns hypothesis's 8 KB per case (data_too_large)."""
+    return st.binary(min_size=1, max_size=16).map(lambda pattern: (pattern * n)[:n])
+
+
+cells = st.integers(0, 300).flatmap(filled)
+
+
 @st.composite
 def activations(draw, exact=False, step=steps, name=names):
     """Snapshots whose cells match their shape (now and then, unless ``exact``, not)."""
@@ -167,7 +176,7 @@ def activations(draw, exact=False, step=steps, name=names):
     n = r * c if exact or draw(st.integers(0, 9)) else draw(st.integers(0, 300))
     # (JSON has no NaN: a non-finite lo/scale travels as null and does not decode; the SDK never sends one)
     return {"type": "activations", "step": draw(step), "layer": draw(name), "rows": r, "cols": c,
-            "lo": draw(finite), "scale": draw(finite), "cells": draw(st.binary(min_size=n, max_size=n)),
+            "lo": draw(finite), "scale": draw(finite), "cells": draw(filled(n)),
             "units": draw(st.integers(0, 2**31))}
 
 
@@ -176,12 +185,12 @@ def sample(draw, exact=False, step=steps, name=names):
     count, height, width = draw(st.integers(0, 5)), draw(st.integers(0, 9)), draw(st.integers(0, 9))
     n = count * height * width if exact or draw(st.integers(0, 9)) else draw(st.integers(0, 300))
     return {"type": "sample", "step": draw(step), "name": draw(name), "count": count, "height": height,
-            "width": width, "lo": draw(finite), "scale": draw(finite), "cells": draw(st.binary(min_size=n, max_size=n))}
+            "width": width, "lo": draw(finite), "scale": draw(finite), "cells": draw(filled(n))}
 opt_floats = st.lists(st.one_of(st.none(), weird_float), max_size=8)
 health = st.builds(Health, step=steps, layer=names, units=st.integers(-3, 2**31), dead=st.integers(-3, 2**31),
                    saturated=st.integers(-3, 2**31), mean=finite, std=finite, signal=finite, kind=names,
-                   rows=st.integers(-3, 400), means=st.binary(max_size=300), mean_lo=finite, mean_scale=finite,
-                   spreads=st.binary(max_size=300), spread_lo=finite, spread_scale=finite, window=st.integers(-3, 99))
+                   rows=st.integers(-3, 400), means=cells, mean_lo=finite, mean_scale=finite,
+                   spreads=cells, spread_lo=finite, spread_scale=finite, window=st.integers(-3, 99))
 gradients = st.builds(Gradients, step=steps, layers=st.lists(names, max_size=6), grad_norm=opt_floats,
                       update_ratio=opt_floats)
 latent = st.builds(Latent, step=steps, points=st.integers(-3, 200), x=st.binary(max_size=64), y=st.binary(max_size=64),
@@ -198,7 +207,7 @@ def line_of(message) -> bytes:
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # 1e308 into float32 history: inf
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.lists(message, max_size=25), max_size=6))
 def test_store_takes_weird_but_valid_messages(batches):
     """Batches as the link delivers them (encoded, decoded): huge, negative and backwards steps, NaN
