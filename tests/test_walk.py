@@ -229,6 +229,12 @@ class Walk:
                     await self.wait(lambda: word not in str(charts.first().border_subtitle), f"{word} off the chart")
         elif binding.id == "app.theme":
             assert app.theme != before_theme
+        elif binding.id == "output.search":  # keys are the search's text now: Esc drops it
+            output = screen.query_one("LogPane")
+            await self.wait(lambda: output.typing is not None and "search" in str(output.border_subtitle),
+                            "a search being typed, in the output's subtitle")
+            await self.press("escape")
+            await self.wait(lambda: output.typing is None, "Esc dropping the search")
 
 
 async def walk_every_key(app: NeurotopApp, size: tuple[int, int], pick: int = 0) -> None:

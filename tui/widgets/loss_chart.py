@@ -283,15 +283,13 @@ class LossChart(PlotextPlot):
         self.border_title = self._legend(names, other if compared else None)
         follow = "following" if self.right is None else "panned"
         zoom = "whole run" if self.span is None else f"{self.span:,} steps"
-        notes = [zoom]  # the most needed first: a narrow pane keeps those that fit, whole
+        # the most needed first (what the user set, then what is left out): a narrow pane keeps those that fit, whole
+        notes = [zoom] + (["log y"] if self.log_y else []) + [f"smooth {self.smoothing:g}"]
         if self.clipped:
             notes.append("spike clipped: o")
         if hidden:
             notes.append(f"+{hidden} series not shown")
         notes.append(follow)
-        if self.log_y:
-            notes.append("log y")
-        notes.append(f"smooth {self.smoothing:g}")
         self.border_subtitle = fit_parts(notes, max(0, self.outer_size.width - 6), " · ")
         self._cached = None
         self.refresh()
