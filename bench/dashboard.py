@@ -51,7 +51,7 @@ def fill(store, points: int, batch: int) -> list[tuple[int, float]]:
 
     samples = []
     marks = {points * k // 10 for k in range(1, 11)}
-    series = {name: store.series.setdefault(name, Series()) for name in NAMES}
+    series = {name: store.metrics.series.setdefault(name, Series()) for name in NAMES}
     done = 0
     for first in range(1, points + 1, batch):
         steps = np.arange(first, min(first + batch, points + 1), dtype=np.int64)
@@ -61,7 +61,7 @@ def fill(store, points: int, batch: int) -> list[tuple[int, float]]:
         if any(done >= m > done - len(steps) for m in marks):
             samples.append((done, rss_mb()))
     with store.lock:
-        store.step, store.epoch = points, points // data.STEPS_PER_EPOCH
+        store.run.step, store.run.epoch = points, points // data.STEPS_PER_EPOCH
         store.versions["metrics"] += 1
     return samples
 
@@ -105,8 +105,8 @@ def measure(points: int = 10_000_000, batch: int = 500_000, frames: int = 20, an
     samples = fill(store, points, batch)
     fill_s = time.perf_counter() - t0
     progress(f"dashboard: filled 4 × {points:,} points in {fill_s:.1f} s, RSS {samples[-1][1]:.0f} MB")
-    store_bytes = sum(s.nbytes for s in store.series.values())
-    levels = store.series["loss"].nlevels
+    store_bytes = sum(s.nbytes for s in store.metrics.series.values())
+    levels = store.metrics.series["loss"].nlevels
     sampler = SystemSampler()
     system_sample = sampler.sample()
 
@@ -147,8 +147,8 @@ def measure(points: int = 10_000_000, batch: int = 500_000, frames: int = 20, an
     async def drive() -> None:
         async with app.run_test(size=(160, 48)) as pilot:
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not (store.hello and store.activations and store.samples
-                                                        and store.output_total):
+            while time.monotonic() < deadline and not (store.run.hello and store.insights.activations.items and store.insights.samples.items
+                                                        and store.output.total):
                 await pilot.pause(0.05)
             await pilot.pause(settle)  # the chart's first paint (1 Hz clock) and a system sample
             chart = app.query_one(LossChart)

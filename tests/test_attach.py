@@ -83,15 +83,15 @@ async def test_run_survives_its_ui_and_attach_takes_over(runs, how):
     app = NeurotopApp(lambda store, notify: Link.attach(run_dir, store, notify), sample_system=False)
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
-        await until(pilot, lambda: store.hello is not None and store.step > at_death + 50)
-        assert len(store.series["loss"]) >= at_death + 50  # the whole history, not only what came after
-        assert store.series["loss"].first_step == 1
+        await until(pilot, lambda: store.run.hello is not None and store.run.step > at_death + 50)
+        assert len(store.metrics.series["loss"]) >= at_death + 50  # the whole history, not only what came after
+        assert store.metrics.series["loss"].first_step == 1
         await pilot.press("plus")
-        await until(pilot, lambda: store.params["lr"].value == pytest.approx(2e-3))
+        await until(pilot, lambda: store.params.specs["lr"].value == pytest.approx(2e-3))
         journaled = [m for m in read_journal(run_dir)[0] if isinstance(m, ParamChange)]
         assert journaled[-1].ok and journaled[-1].new == pytest.approx(2e-3) and journaled[-1].source == "ui"
         await pilot.press("q", "s")
-        await until(pilot, lambda: store.state == "stopped")
+        await until(pilot, lambda: store.run.state == "stopped")
     wait_for(lambda: not journal.pid_alive(child_pid))
     assert journal.RunInfo.load(run_dir).state == "stopped"
 
@@ -126,8 +126,8 @@ def test_attach_to_a_finished_run_is_read_only(runs):
     run_dir = write_run(runs, demo_messages(steps=300))
     store = RunStore()
     link = Link.attach(run_dir, store, lambda: None)
-    wait_for(lambda: store.finished and store.step == 300)
-    assert len(store.series["loss"]) == 300 and store.params["lr"].value == pytest.approx(2e-3)
+    wait_for(lambda: store.run.finished and store.run.step == 300)
+    assert len(store.metrics.series["loss"]) == 300 and store.params.specs["lr"].value == pytest.approx(2e-3)
     with pytest.raises(Exception, match="finished"):
         link.send(Command(action="pause"))
     link.detach()
@@ -145,7 +145,7 @@ def test_a_run_whose_process_vanished_is_lost(runs):
     assert journal.RunInfo.load(run_dir).effective_state() == "lost"
     store = RunStore()
     link = Link.attach(run_dir, store, lambda: None)
-    wait_for(lambda: store.state == "lost")
+    wait_for(lambda: store.run.state == "lost")
     link.detach()
     out = subprocess.run([sys.executable, "-m", "neurotop.tui.cli", "ls"], capture_output=True, text=True,
                          env=dict(os.environ, NEUROTOP_RUNS=str(runs)))

@@ -42,10 +42,10 @@ def log_text(app):
 
 async def finished_run(app, pilot):
     store = app.store
-    await until(pilot, lambda: store.finished)
-    await until(pilot, lambda: any(line == "Done." for line in store.output))
-    assert store.state == "finished" and store.exit_code == 0
-    assert store.hello is None  # no SDK: everything came from the output
+    await until(pilot, lambda: store.run.finished)
+    await until(pilot, lambda: any(line == "Done." for line in store.output.lines))
+    assert store.run.state == "finished" and store.run.exit_code == 0
+    assert store.run.hello is None  # no SDK: everything came from the output
     await until(pilot, lambda: "Done." in log_text(app))
     return store
 
@@ -54,8 +54,8 @@ async def test_printed_losses_fill_the_chart(runs):
     app, run_dir = run_app(runs, OutputParser())
     async with app.run_test(size=(120, 40)) as pilot:
         store = await finished_run(app, pilot)
-        assert {"loss", "val_loss", "val_acc"} <= set(store.series)
-        loss, val = store.series["loss"], store.series["val_loss"]
+        assert {"loss", "val_loss", "val_acc"} <= set(store.metrics.series)
+        loss, val = store.metrics.series["loss"], store.metrics.series["val_loss"]
         assert len(loss) == 18 and len(val) == 2  # 9 Train lines an epoch, one validation line
         # steps come from "[640/1437 (45%)]" and the epoch; a validation line (no step of its own)
         # goes at the last step printed before it, not at its line number
@@ -74,8 +74,8 @@ async def test_no_parse_shows_lines_but_no_series(runs):
     app, _ = run_app(runs, OutputParser(enabled=False))
     async with app.run_test(size=(120, 40)) as pilot:
         store = await finished_run(app, pilot)
-        assert store.series == {}
-        assert sum(1 for line in store.output if line.startswith("Train Epoch:")) == 18
+        assert store.metrics.series == {}
+        assert sum(1 for line in store.output.lines if line.startswith("Train Epoch:")) == 18
         assert FIRST_LINE in log_text(app)
         await until(pilot, lambda: "declared no parameters" in str(app.query_one(ParamsPane).render()))
 
@@ -84,9 +84,9 @@ async def test_metric_regex_reads_only_what_it_names(runs):
     app, _ = run_app(runs, OutputParser(r"Epoch: (?P<epoch>\d+) .*Loss: (?P<train_loss>[-\d.e]+)"))
     async with app.run_test(size=(120, 40)) as pilot:
         store = await finished_run(app, pilot)
-        assert set(store.series) == {"train_loss"}
-        assert len(store.series["train_loss"]) == 18
-        assert store.epoch == 2
+        assert set(store.metrics.series) == {"train_loss"}
+        assert len(store.metrics.series["train_loss"]) == 18
+        assert store.run.epoch == 2
         assert FIRST_LINE in log_text(app)
 
 

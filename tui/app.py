@@ -28,9 +28,10 @@ from neurotop.tui.screens.choice import ChoiceScreen
 from neurotop.tui.screens.diagnostics import DiagnosticsScreen
 from neurotop.tui.screens.edit import PromptScreen
 from neurotop.tui.screens.help import HelpScreen
-from neurotop.tui.screens.pathways import PathwaysScreen, attach_compare
+from neurotop.tui.compare import Compare
+from neurotop.tui.screens.pathways import PathwaysScreen
 from neurotop.tui.screens.quit import QuitScreen
-from neurotop.tui.store import RunStore
+from neurotop.tui.store import RunStore, SystemReading
 from neurotop.tui.system import SystemSampler
 from neurotop.tui.themes import USER_THEMES, load_themes
 from neurotop.tui.widgets.activations import ActivationsPane
@@ -102,9 +103,8 @@ class NeurotopApp(App[str | None]):
                  pictures_hz: float = 0.5, sample_system: bool = True, read_only: bool = False,
                  show_ui_cost: bool = True, compare=None) -> None:
         super().__init__()
-        self.compare_dir = compare  # --compare RUN: another run's journal, overlaid (neurotop.tui.screens.pathways)
-        self.compare_store: RunStore | None = None
-        self.compare_link: Link | None = None
+        self.compare_dir = compare  # --compare RUN: another run's journal, overlaid (neurotop.tui.compare)
+        self.compare = Compare(lambda: self.post_message(RunUpdated()))
         self.store = RunStore(name=name, read_only=read_only)
         self.link_factory = link_factory
         self.link: Link | None = None
@@ -150,7 +150,7 @@ class NeurotopApp(App[str | None]):
             self.notify(problem, severity="warning")
         self._apply_width(self.size.width)
         if self.compare_dir is not None:
-            attach_compare(self, self.compare_dir)
+            self.compare.open(self.compare_dir)
 
     def on_resize(self, event) -> None:
         self._apply_width(event.size.width)
@@ -181,10 +181,11 @@ class NeurotopApp(App[str | None]):
     def _show_notices(self) -> None:
         for notice in self.store.take_notices():
             self.notify(notice.text, severity=notice.severity, timeout=6)
-        if self.store.versions["diverged"] != self._diverged_seen:
-            self._diverged_seen = self.store.versions["diverged"]
-            if self.store.diverged is not None and self.store.state != "finished":
-                self._offer_guard_choices(self.store.diverged.text)
+        run = self.store.run
+        if run.divergences != self._diverged_seen:
+            self._diverged_seen = run.divergences
+            if run.diverged is not None and run.state != "finished":
+                self._offer_guard_choices(run.diverged.text)
 
     def _offer_guard_choices(self, text: str) -> None:
         """The guard paused the run: roll back, halve the learning rate, or go on."""
@@ -194,8 +195,8 @@ class NeurotopApp(App[str | None]):
         def chosen(answer: str | None) -> None:
             if answer == "rollback":
                 self.send(Command(action="rollback", source="ui"))
-            elif answer == "halve" and "lr" in self.store.params:
-                lr = self.pending.get("lr", self.store.params["lr"].value)
+            elif answer == "halve" and "lr" in self.store.params.specs:
+                lr = self.pending.get("lr", self.store.params.specs["lr"].value)
                 self.send(Command(action="set", name="lr", value=lr / 2, source="ui"))
             if answer is not None:
                 self.send(Command(action="resume", source="ui"))
@@ -206,7 +207,7 @@ class NeurotopApp(App[str | None]):
         self._show_notices()
 
     def on_system_sampled(self, message: SystemSampled) -> None:
-        self.store.set_system(message.sample)
+        self.store.ingest([SystemReading(message.sample)])
 
     @work(thread=True, exclusive=True, group="system")
     def sample_system_forever(self) -> None:
@@ -238,7 +239,7 @@ class NeurotopApp(App[str | None]):
         pane = self.query_one(ParamsPane)
         pane.refresh_from(self.store)
         name = pane.current
-        spec = self.store.params.get(name) if name else None
+        spec = self.store.params.specs.get(name) if name else None
         if spec is None:
             self.notify("no parameter to change: this run declared none", severity="warning")
         return spec
@@ -257,7 +258,7 @@ class NeurotopApp(App[str | None]):
         if sent is None:
             return acknowledged
         value, at = sent
-        change = self.store.last_change.get(name)
+        change = self.store.params.last_change.get(name)
         if change is not None and change.t >= at:
             del self.sent[name]
             return acknowledged
@@ -295,7 +296,7 @@ class NeurotopApp(App[str | None]):
                                       value=str(spec.value)), typed)
 
     def action_toggle_pause(self) -> None:
-        action = "resume" if self.store.state == "paused" else "pause"
+        action = "resume" if self.store.run.state == "paused" else "pause"
         if self.send(Command(action=action, source="ui")):
             self.notify("resuming…" if action == "resume" else "pausing at the next step…", timeout=2)
 
@@ -308,7 +309,7 @@ class NeurotopApp(App[str | None]):
             if text and text.strip():
                 self.send(Command(action="note", text=text.strip(), source="ui"))
 
-        self.push_screen(PromptScreen(f"Note at step {self.store.step:,}", "Journaled with the step and time."), typed)
+        self.push_screen(PromptScreen(f"Note at step {self.store.run.step:,}", "Journaled with the step and time."), typed)
 
     def action_toggle_log(self) -> None:
         chart = self.query_one(LossChart)
@@ -353,14 +354,14 @@ class NeurotopApp(App[str | None]):
     def action_restart(self) -> None:
         """Start the run again as a new run: from its last checkpoint when there is one, with the
         current parameter values. Asks first."""
-        if not self.store.finished:
+        if not self.store.run.finished:
             self.notify("the run is still going: stop it first (q, then s)", severity="warning")
             return
         if self.link is None or not self.link.argv:
             self.notify("this run cannot be restarted from here (its command is unknown)", severity="error")
             return
         checkpoint = journal.latest_checkpoint(self.link.run_dir)
-        params = {name: spec.value for name, spec in self.store.params.items()}
+        params = {name: spec.value for name, spec in self.store.params.specs.items()}
         where = f"from {checkpoint.name}" if checkpoint else "from scratch (no checkpoint)"
 
         def chosen(answer: str | None) -> None:
@@ -376,16 +377,16 @@ class NeurotopApp(App[str | None]):
         env = {ENV_PARAMS: json.dumps(params)} if params else {}
         if checkpoint is not None:
             env[ENV_RESUME] = str(checkpoint)
-        run_dir = journal.create_run_dir(old.run_dir.parent, self.store.name or old.run_dir.name)
-        self.store.reset()
-        self.link = old.respawn(run_dir, env)
+        run_dir = journal.create_run_dir(old.run_dir.parent, self.store.run.name or old.run_dir.name)
+        self.store = RunStore(name=self.store.run.name)  # a new run: its own step, clock and speed
+        self.link = old.respawn(run_dir, self.store, env)
         self.notify(f"restarted as {run_dir.name}")
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.BINDINGS))
 
     def action_quit_run(self) -> None:
-        running = not self.store.finished and self.link is not None and not self.store.read_only
+        running = not self.store.run.finished and self.link is not None and not self.store.run.read_only
         run_id = self.link.run_dir.name if self.link else ""
         self.push_screen(QuitScreen(running, f"neurotop attach {run_id}"), self._quit_chosen)
 

@@ -28,14 +28,19 @@ class LogPane(Widget):
         super().__init__(**kwargs)
         self.lines: collections.deque[str] = collections.deque(maxlen=KEEP)
         self._written = 0
+        self._source = None  # the store's output we follow: another (a restarted run) starts afresh
 
     def refresh_from(self, store: RunStore) -> None:
         with store.lock:
-            total = store.output_total
+            output = store.output
+            if output is not self._source:
+                self._source, self._written = output, 0
+                self.lines.clear()
+            total = output.total
             if total == self._written:
                 return
-            fresh = min(total - self._written, len(store.output), KEEP)
-            self.lines.extend(list(store.output)[-fresh:] if fresh else [])
+            fresh = min(total - self._written, len(output.lines), KEEP)
+            self.lines.extend(list(output.lines)[-fresh:] if fresh else [])
         self._written = total
         self.refresh()
 

@@ -41,7 +41,6 @@ class LossChart(PlotextPlot):
         self._cache_key: tuple | None = None
         self._last_draw: tuple | None = None
         self._store: RunStore | None = None
-        self.compare: RunStore | None = None  # another run, drawn dimmed beside this one (--compare)
 
     @property
     def smoothing(self) -> float:
@@ -78,9 +77,13 @@ class LossChart(PlotextPlot):
 
     def _extent(self, store: RunStore) -> tuple[int, int]:
         with store.lock:
-            firsts = [s.first_step for s in store.series.values() if len(s)]
-            lasts = [s.last_step for s in store.series.values() if len(s)]
-        return (min(firsts), max(lasts)) if firsts else (0, 0)
+            return store.metrics.extent()
+
+    @property
+    def compare(self) -> RunStore | None:
+        """The run compared with (the App's ``Compare``), drawn dimmed beside this one."""
+        compare = getattr(self.app, "compare", None)
+        return compare.store if compare is not None else None
 
     def window(self, store: RunStore) -> tuple[int | None, int | None]:
         if self.span is None:
@@ -99,22 +102,23 @@ class LossChart(PlotextPlot):
         """Rebuild the plot when the data, the view or the size changed; else do nothing."""
         self._store = store
         other = self.compare
-        key = (store.versions["metrics"], store.versions["events"], self.size, self.app.theme,
-               None if other is None else (id(other), other.versions["metrics"]))
+        key = (store.metrics.version, self.size, self.app.theme, None if other is None else other.metrics.version)
         if key == self._seen:
             return
         self._seen = key
         lo, hi = self.window(store)
         columns = max(8, self.size.width // 2)
         with store.lock:
-            names = series_order(list(store.series))
-            views = {n: store.series[n].view(lo, hi, columns, smoothing=self.smoothing) for n in names}
-            markers = [m for m in store.markers if (lo is None or m.step >= lo) and (hi is None or m.step <= hi)]
+            series = store.metrics.series
+            names = series_order(list(series))
+            views = {n: series[n].view(lo, hi, columns, smoothing=self.smoothing) for n in names}
+            markers = [m for m in store.metrics.markers if (lo is None or m.step >= lo) and (hi is None or m.step <= hi)]
         compared = {}
         if other is not None:  # the same series of the compared run, in the same window of steps
             with other.lock:
-                compared = {n: other.series[n].view(lo, hi, columns, smoothing=self.smoothing)
-                            for n in names if n in other.series and len(other.series[n])}
+                theirs = other.metrics.series
+                compared = {n: theirs[n].view(lo, hi, columns, smoothing=self.smoothing)
+                            for n in names if n in theirs and len(theirs[n])}
         self._last_draw = (views, markers[-20:], compared)
         self._draw(*self._last_draw)
         follow = "following" if self.right is None else "panned"

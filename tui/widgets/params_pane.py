@@ -35,25 +35,26 @@ class ParamsPane(Static):
         return self.names[self.selected] if self.names else None
 
     def refresh_from(self, store: RunStore) -> None:
-        no_sdk = store.hello is None and (store.finished or store.elapsed() > 3)
-        key = (store.versions["params"], self.selected, store.hello is not None, no_sdk)
+        run, params = store.run, store.params
+        no_sdk = run.hello is None and (run.finished or run.elapsed() > 3)
+        key = (params.version, self.selected, run.hello is not None, no_sdk)
         if key == self._seen:
             return
         self._seen = key
         with store.lock:
-            self.names = list(store.params)
+            self.names = list(params.specs)
             if not self.names:
-                self.update(NO_SDK if store.hello is not None or store.finished else WAITING if not no_sdk
+                self.update(NO_SDK if run.hello is not None or run.finished else WAITING if not no_sdk
                             else "[dim]This run has declared no parameters yet: the SDK declares them when it "
                                  "starts; a plain command has none (add the five SDK lines to tune it live).[/dim]")
                 return
             self.selected = min(self.selected, len(self.names) - 1)
             width = max(len(n) for n in self.names)
             lines = []
-            for i, (name, spec) in enumerate(store.params.items()):
+            for i, (name, spec) in enumerate(params.specs.items()):
                 cursor = "[$accent]›[/]" if i == self.selected else " "
                 value = compact(spec.value)
-                change = store.last_change.get(name)
+                change = params.last_change.get(name)
                 note = ""
                 if change is not None:
                     if change.ok:
@@ -62,7 +63,7 @@ class ParamsPane(Static):
                         note = f"[$error]refused {escape(compact(change.new))}: {escape(change.reason)}[/]"
                 line = f"{cursor} {escape(name):<{width}}  [b]{escape(value):>9}[/b]  {note}"
                 lines.append(line)
-            spec = store.params[self.names[self.selected]]
+            spec = params.specs[self.names[self.selected]]
             bounds = spec.choices and " | ".join(spec.choices) or (
                 f"{compact(spec.min) if spec.min is not None else '-∞'} … "
                 f"{compact(spec.max) if spec.max is not None else '∞'}{'  log' if spec.log else ''}")

@@ -55,11 +55,11 @@ class ReconstructionsPane(GridView):
     def refresh_from(self, store: RunStore) -> None:
         """Take new samples from ``store`` if there are any (cheap when nothing changed)."""
         with store.lock:
-            version = store.versions["samples"]
+            version = store.insights.samples.version
             if version == self._version:
                 return
             self._version = version
-            samples = dict(store.samples)
+            samples = dict(store.insights.samples.items)
         names = [n for n in ORDER if n in samples] + [n for n in samples if n not in ORDER]
         if len(names) == len(self._shown) and all(samples[n] is self._shown.get(n) for n in names):
             return

@@ -44,7 +44,7 @@ class SystemPane(Static):
         self._seen = -1
 
     def refresh_from(self, store: RunStore) -> None:
-        version = store.versions["system"]
+        version = store.system.version
         if version != self._seen:
             self._seen = version
-            self.update(describe_system(store.system))
+            self.update(describe_system(store.system.sample))
