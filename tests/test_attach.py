@@ -103,17 +103,17 @@ def test_two_attached_uis_see_the_same_and_commands_apply_in_order(runs):
     stores = [RunStore(), RunStore()]
     links = [Link.attach(run_dir, s, lambda: None) for s in stores]
     try:
-        wait_for(lambda: all(s.hello is not None for s in stores))
+        wait_for(lambda: all(s.run.hello is not None for s in stores))
         for i, value in enumerate([2e-3, 4e-3, 8e-3, 1.6e-2]):
             links[i % 2].send(Command(action="set", name="lr", value=value, source=f"ui{i % 2}"))
-            wait_for(lambda: all(s.params["lr"].value == pytest.approx(value) for s in stores))
-        history = [[(c.new, c.source) for c in s.events if isinstance(c, ParamChange)] for s in stores]
+            wait_for(lambda: all(s.params.specs["lr"].value == pytest.approx(value) for s in stores))
+        history = [[(c.new, c.source) for c in s.events.entries if isinstance(c, ParamChange)] for s in stores]
         assert history[0] == history[1] == [(2e-3, "ui0"), (4e-3, "ui1"), (8e-3, "ui0"), (1.6e-2, "ui1")]
         links[0].send(Command(action="stop"))
         assert child.wait(20) == 0
-        wait_for(lambda: all(s.finished for s in stores))
-        assert stores[0].step == stores[1].step
-        assert len(stores[0].series["loss"]) == len(stores[1].series["loss"])
+        wait_for(lambda: all(s.run.finished for s in stores))
+        assert stores[0].run.step == stores[1].run.step
+        assert len(stores[0].metrics.series["loss"]) == len(stores[1].metrics.series["loss"])
     finally:
         for link in links:
             link.detach()
