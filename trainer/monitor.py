@@ -149,10 +149,10 @@ class Monitor:
         self.overhead = 0.0
 
         self._emit(self._hello(device))
-        self._take_env_params()
         resume = os.environ.get(ENV_RESUME)
         if resume:
             self._restore(Path(resume), source="restart")
+        self._take_env_params()  # after the restore: the changes are made at the step the run resumes from
         self._threads = [threading.Thread(target=self._writer, name="neurotop-writer", daemon=True)]
         if self._control_fd is not None:
             self._threads.append(
@@ -266,6 +266,7 @@ class Monitor:
             return False
         if isinstance(step, int) and source == "restart":
             self.step_count = step
+            self._last_rate = (time.perf_counter(), step)  # the speed counts this run's steps only
         self._emit(Event(step=self.step_count, t=time.time(), kind="restore", path=str(path), source=source,
                          text=f"restored {path.name}"))
         return True
