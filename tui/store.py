@@ -20,7 +20,7 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, get_args
 
 import msgspec
 import numpy as np
@@ -97,6 +97,7 @@ class SystemReading(msgspec.Struct, frozen=True):
 
 
 LocalMessage = Launched | OutputLines | ChildExited | Skipped | SystemReading
+_LOCAL = frozenset(get_args(LocalMessage))
 
 
 def skipped(counts: DecodeCounts) -> list[Skipped]:
@@ -321,16 +322,20 @@ class RunStore:
         if not batch:
             return
         pending = _Batch()
+        from_run = 0
         with self.lock:
             for msg in batch:
-                handler = self.HANDLERS.get(type(msg))
+                kind = type(msg)
+                handler = self.HANDLERS.get(kind)
                 if handler is not None:
                     handler(self, msg, pending)
+                from_run += kind not in _LOCAL
             self._apply_metrics(pending.columns)
             for status in pending.statuses:
                 self._apply_status(status)
-            self.intake.messages += len(batch)
-            self.run.touch()
+            if from_run:
+                self.intake.messages += from_run
+                self.run.touch()
 
     def take_notices(self) -> list[Notice]:
         with self.lock:
@@ -398,6 +403,7 @@ class RunStore:
         run.started = msg.started
         if run.state == "starting":
             run.state = "running"
+        run.touch()
 
     def _on_param(self, msg: ParamChange, pending: _Batch) -> None:
         params = self.params
@@ -497,6 +503,7 @@ class RunStore:
                 self._notices.append(Notice(f"the run {msg.detail}", "error"))
         elif run.exit_code is None:
             run.exit_code = msg.code
+        run.touch()
 
     def _on_skipped(self, msg: Skipped, pending: _Batch) -> None:
         counts = self.intake.counts
