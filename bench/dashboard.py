@@ -93,7 +93,7 @@ def measure(points: int = 10_000_000, batch: int = 500_000, frames: int = 20, an
     from neurotop.trainer.protocol import Metric
     from neurotop.tui.app import NeurotopApp
     from neurotop.tui.link import Link
-    from neurotop.tui.store import OutputLines, SystemReading
+    from neurotop.tui.link import OutputLines
     from neurotop.tui.system import SystemSampler
     from neurotop.tui.widgets.loss_chart import LossChart
 
@@ -121,7 +121,7 @@ def measure(points: int = 10_000_000, batch: int = 500_000, frames: int = 20, an
                              values={n: float(values(n, np.array([step]), points)[0]) for n in NAMES},
                              epoch=step // data.STEPS_PER_EPOCH)])
         if full:
-            store.ingest([OutputLines([f"step {step}: loss 0.0213"]), SystemReading(system_sample)])
+            store.ingest([OutputLines([f"step {step}: loss 0.0213"]), system_sample])
             with store.lock:  # every pane redraws
                 insights = store.insights
                 for part in (store.run, store.metrics, store.params, store.events, insights.activations,

@@ -2,7 +2,6 @@
 restart and the finished run's clock, driven through the real app against real children."""
 
 import re
-import sys
 from typing import get_args
 
 import pytest
@@ -10,10 +9,10 @@ import pytest
 from tests.conftest import scripted, until, wait_for
 from tests.journals import T0, demo_messages, write_run
 from neurotop.trainer import journal, protocol
-from neurotop.trainer.protocol import Command, Event, Health, Message, Metric
+from neurotop.trainer.protocol import Event, Health, Message, Metric
 from neurotop.tui.app import NeurotopApp
 from neurotop.tui.cli import after_ui
-from neurotop.tui.link import Link
+from neurotop.tui.link import ChildExited, Link
 from neurotop.tui.store import RunStore
 from neurotop.tui.widgets.activations import ActivationsPane
 from neurotop.tui.widgets.header import RunHeader
@@ -40,8 +39,6 @@ def test_a_late_exit_of_the_old_process_never_ends_the_new_run():
     old, new = RunStore(), RunStore()
     old.ingest([Metric(step=500, t=T0, values={"loss": 1.0})])
     new.ingest([Metric(step=3, t=T0, values={"loss": 1.0})])
-    from neurotop.tui.store import ChildExited
-
     old.ingest([ChildExited(-15, "was killed by SIGTERM", T0 + 5)])
     assert old.run.state == "failed" and new.run.state == "starting" and new.run.step == 3
 

@@ -31,7 +31,7 @@ from neurotop.tui.screens.help import HelpScreen
 from neurotop.tui.compare import Compare
 from neurotop.tui.screens.pathways import PathwaysScreen
 from neurotop.tui.screens.quit import QuitScreen
-from neurotop.tui.store import RunStore, SystemReading
+from neurotop.tui.store import RunStore
 from neurotop.tui.system import SystemSampler
 from neurotop.tui.themes import USER_THEMES, load_themes
 from neurotop.tui.widgets.activations import ActivationsPane
@@ -207,7 +207,7 @@ class NeurotopApp(App[str | None]):
         self._show_notices()
 
     def on_system_sampled(self, message: SystemSampled) -> None:
-        self.store.ingest([SystemReading(message.sample)])
+        self.store.ingest([message.sample])
 
     @work(thread=True, exclusive=True, group="system")
     def sample_system_forever(self) -> None:

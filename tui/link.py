@@ -21,17 +21,72 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Protocol
+
+import msgspec
 
 from neurotop.trainer import journal
 from neurotop.trainer.protocol import (ENV_CONTROL_FD, ENV_EVENTS_FD, ENV_RUN_DIR, Command, DecodeCounts, Metric,
                                        Status, decode_lines, encode)
 from neurotop.tui.parse import OutputParser, ParsedLine
-from neurotop.tui.store import FINAL_STATES, ChildExited, Launched, OutputLines, RunStore, Skipped, skipped
 
 POLL_INTERVAL = 0.2
 READ_CHUNK = 1 << 20
 MAX_LINE = journal.MAX_LINE  # a longer event line is dropped (counted), never buffered whole
+FINAL_STATES = ("finished", "failed", "stopped", "lost")
+
+
+class RunSink(Protocol):
+    """Where a link posts what it reads: ``neurotop.tui.store.RunStore`` (the link sits below the
+    store and never imports it). ``run`` is read for the run's state, step and hello."""
+
+    run: Any
+
+    def ingest(self, batch: list) -> None: ...
+
+
+# ------------------------------------------- what the link itself sees, posted beside the run's messages
+class Launched(msgspec.Struct, frozen=True):
+    """The link started (or found) the run's process: it is running, under this name, since then."""
+
+    name: str
+    started: float
+
+
+class OutputLines(msgspec.Struct, frozen=True):
+    """Lines the run printed (stdout and stderr, from ``output.log``)."""
+
+    lines: list[str]
+
+
+class ChildExited(msgspec.Struct, frozen=True):
+    """The run's process is gone, with this exit code, at ``t``. A clean end record wins."""
+
+    code: int
+    detail: str
+    t: float
+
+
+class Skipped(msgspec.Struct, frozen=True):
+    """Lines a reader could not use: malformed, of an unknown type, or torn at the end."""
+
+    malformed: int = 0
+    unknown: int = 0
+    torn: int = 0
+    last_error: str = ""
+
+
+#: What the link posts besides the run's own messages (``RunStore.HANDLERS`` has one handler each).
+LOCAL_MESSAGES = (Launched, OutputLines, ChildExited, Skipped)
+
+
+def skipped(counts: DecodeCounts) -> list[Skipped]:
+    """What ``decode_lines`` counted, as a message for ``ingest`` (none when nothing was skipped)."""
+    if not (counts.malformed or counts.unknown or counts.torn):
+        return []
+    return [Skipped(counts.malformed, counts.unknown, counts.torn, counts.last_error)]
+
+
 
 
 class LinkClosed(Exception):
@@ -41,7 +96,7 @@ class LinkClosed(Exception):
 class Link:
     """One run as seen from the UI. Build with ``spawn`` or ``attach``."""
 
-    def __init__(self, store: RunStore, run_dir: Path, notify: Callable[[], None]) -> None:
+    def __init__(self, store: RunSink, run_dir: Path, notify: Callable[[], None]) -> None:
         self.store, self.run_dir, self.notify = store, run_dir, notify
         self.process: subprocess.Popen | None = None
         self._control: int | socket.socket | None = None
@@ -55,7 +110,7 @@ class Link:
 
     # ------------------------------------------------------------------------------ spawn
     @classmethod
-    def spawn(cls, argv: list[str], run_dir: Path, store: RunStore, notify: Callable[[], None],
+    def spawn(cls, argv: list[str], run_dir: Path, store: RunSink, notify: Callable[[], None],
               env: dict[str, str] | None = None, parser: OutputParser | None = None) -> "Link":
         link = cls(store, run_dir, notify)
         link.argv, link.env = list(argv), env
@@ -98,7 +153,7 @@ class Link:
 
     # ----------------------------------------------------------------------------- attach
     @classmethod
-    def attach(cls, run_dir: Path, store: RunStore, notify: Callable[[], None]) -> "Link":
+    def attach(cls, run_dir: Path, store: RunSink, notify: Callable[[], None]) -> "Link":
         """Rebuild from the journal, then follow it; commands go through ``control.sock``.
 
         A run without the SDK has no journal: its ``output.log`` is parsed again instead."""
@@ -128,7 +183,7 @@ class Link:
         self.store.ingest([ChildExited(code, detail, info.ended or time.time())])
         self.notify()
 
-    def respawn(self, run_dir: Path, store: RunStore, extra_env: dict[str, str]) -> "Link":
+    def respawn(self, run_dir: Path, store: RunSink, extra_env: dict[str, str]) -> "Link":
         """The same command as a new run in ``run_dir`` (a restart), with ``extra_env`` added. The
         new run gets its own ``store``: nothing of the old one (its step, clock, speed, a late
         exit of its process) can leak into it."""

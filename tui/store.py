@@ -1,9 +1,10 @@
 """RunStore: everything the panes draw, bounded, fed off the UI thread (DESIGN rules 4 and 5).
 
 One way in: ``ingest(batch)``. Every message type has one handler in ``HANDLERS`` (a table from
-Struct type to method): the protocol's messages come from the run; the local ones defined here
-(``Launched``, ``OutputLines``, ``ChildExited``, ``Skipped``, ``SystemReading``) come from the link
-and the app. Nothing else writes the store.
+Struct type to method): the protocol's messages come from the run; the link's own (``Launched``,
+``OutputLines``, ``ChildExited``, ``Skipped``: what it sees of the process, defined in
+``neurotop.tui.link``, which never imports the store) and the app's ``SystemSample`` come from
+this side. Nothing else writes the store.
 
 What comes out are sub-models, each a versioned view a pane reads under ``store.lock``:
 ``run`` (state, step, clock, speed), ``metrics`` (series and markers), ``params``, ``events``,
@@ -20,7 +21,7 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, get_args
+from typing import Callable
 
 import msgspec
 import numpy as np
@@ -34,7 +35,6 @@ from neurotop.trainer.protocol import (
     Health,
     Hello,
     Latent,
-    Message,
     Metric,
     ParamChange,
     ParamSpec,
@@ -42,13 +42,14 @@ from neurotop.trainer.protocol import (
     Signal,
     Status,
 )
+from neurotop.tui.link import FINAL_STATES, LOCAL_MESSAGES, ChildExited, Launched, OutputLines, Skipped
 from neurotop.tui.series import Series
+from neurotop.tui.system import SystemSample
 
 NAN = float("nan")
 MAX_EVENTS = 5000
 MAX_SERIES = 256
 MAX_OUTPUT_LINES = 5000
-FINAL_STATES = ("finished", "failed", "stopped", "lost")
 #: Insights (issue 7): columns of history kept per layer (older columns merge in pairs), the
 #: most unit rows and layers a message may make us keep, and the dead-layer alert thresholds.
 HISTORY_COLUMNS = 256
@@ -57,54 +58,6 @@ MAX_INSIGHT_LAYERS = 128
 DEAD_ALERT, DEAD_CLEAR = 0.5, 0.4
 
 _CLOCK = itertools.count(1)
-
-
-# ----------------------------------------------------------------- local messages (never on a pipe)
-class Launched(msgspec.Struct, frozen=True):
-    """The link started (or found) the run's process: it is running, under this name, since then."""
-
-    name: str
-    started: float
-
-
-class OutputLines(msgspec.Struct, frozen=True):
-    """Lines the run printed (stdout and stderr, from ``output.log``)."""
-
-    lines: list[str]
-
-
-class ChildExited(msgspec.Struct, frozen=True):
-    """The run's process is gone, with this exit code, at ``t``. A clean end record wins."""
-
-    code: int
-    detail: str
-    t: float
-
-
-class Skipped(msgspec.Struct, frozen=True):
-    """Lines a reader could not use: malformed, of an unknown type, or torn at the end."""
-
-    malformed: int = 0
-    unknown: int = 0
-    torn: int = 0
-    last_error: str = ""
-
-
-class SystemReading(msgspec.Struct, frozen=True):
-    """A ``neurotop.tui.system.SystemSample`` (host, GPUs, the run's and the UI's processes)."""
-
-    sample: object
-
-
-LocalMessage = Launched | OutputLines | ChildExited | Skipped | SystemReading
-_LOCAL = frozenset(get_args(LocalMessage))
-
-
-def skipped(counts: DecodeCounts) -> list[Skipped]:
-    """What ``decode_lines`` counted, as a message for ``ingest`` (none when nothing was skipped)."""
-    if not (counts.malformed or counts.unknown or counts.torn):
-        return []
-    return [Skipped(counts.malformed, counts.unknown, counts.torn, counts.last_error)]
 
 
 # ------------------------------------------------------------------------------------ sub-models
@@ -278,7 +231,7 @@ class Output(Versioned):
 class System(Versioned):
     """The latest system sample: host, GPUs, the run's processes, and the UI's own cost."""
 
-    sample: object = None
+    sample: SystemSample | None = None
 
 
 @dataclass
@@ -317,7 +270,7 @@ class RunStore:
         self._notices: collections.deque[Notice] = collections.deque(maxlen=100)
 
     # -------------------------------------------------------------------------------- ingest
-    def ingest(self, batch: list[Message | LocalMessage]) -> None:
+    def ingest(self, batch: list) -> None:
         """Apply a batch: each message through its type's handler; unknown types are skipped."""
         if not batch:
             return
@@ -329,7 +282,7 @@ class RunStore:
                 handler = self.HANDLERS.get(kind)
                 if handler is not None:
                     handler(self, msg, pending)
-                from_run += kind not in _LOCAL
+                from_run += kind not in _FROM_HERE
             self._apply_metrics(pending.columns)
             for status in pending.statuses:
                 self._apply_status(status)
@@ -514,8 +467,8 @@ class RunStore:
             counts.last_error = msg.last_error[:200]
         self.intake.touch()
 
-    def _on_system(self, msg: SystemReading, pending: _Batch) -> None:
-        self.system.sample = msg.sample
+    def _on_system(self, msg: SystemSample, pending: _Batch) -> None:
+        self.system.sample = msg
         self.system.touch()
 
 
@@ -536,8 +489,9 @@ RunStore.HANDLERS = {
     OutputLines: RunStore._on_output,
     ChildExited: RunStore._on_child_exited,
     Skipped: RunStore._on_skipped,
-    SystemReading: RunStore._on_system,
+    SystemSample: RunStore._on_system,
 }
+_FROM_HERE = frozenset((*LOCAL_MESSAGES, SystemSample))  # not the run's: not counted as decoded
 
 
 def _short(value: object) -> str:
