@@ -24,7 +24,7 @@ def theme_from_toml(text: str) -> Theme:
 def load_themes() -> tuple[list[Theme], list[str]]:
     """The built-in themes, then the user's; returns (themes, problems) so a bad file is reported."""
     themes, problems = [], []
-    builtin = resources.files("themes")
+    builtin = resources.files("neurotop.themes")
     sources = sorted((f.name, f.read_text()) for f in builtin.iterdir() if f.name.endswith(".toml"))
     if USER_THEMES.is_dir():
         sources += [(str(p), p.read_text(errors="replace")) for p in sorted(USER_THEMES.glob("*.toml"))]
