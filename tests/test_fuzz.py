@@ -36,6 +36,7 @@ from neurotop.trainer.protocol import (
     decode_lines,
     encode,
 )
+from neurotop.tui.link import FINAL_STATES, ChildExited, Launched, OutputLines, skipped
 from neurotop.tui.series import Series
 from neurotop.tui.store import MAX_EVENTS, MAX_OUTPUT_LINES, RunStore
 from neurotop.tui.widgets.activations import decode_cells
@@ -66,8 +67,9 @@ def corpus_params(layer: str) -> list:
 
 def feed(store: RunStore, lines: list[bytes], counts: DecodeCounts | None = None) -> list:
     """What ``Link._ingest_lines`` does, minus its safety net (which would hide a raise)."""
-    messages = decode_lines(lines, counts if counts is not None else store.intake.counts)
-    store.ingest(messages)
+    counts = DecodeCounts() if counts is None else counts
+    messages = decode_lines(lines, counts)
+    store.ingest(messages + skipped(counts))
     return messages
 
 
@@ -208,10 +210,13 @@ def test_store_takes_weird_but_valid_messages(batches):
     store = RunStore()
     want: dict[str, int] = {}
     metric_steps: list[int] = []
+    malformed = 0
     for batch in batches:
         counts = DecodeCounts()
         messages = feed(store, b"".join(line_of(m) for m in batch).split(b"\n"), counts)
         assert len(messages) + counts.malformed == len(batch) and counts.unknown == 0
+        malformed += counts.malformed
+        assert store.intake.counts.malformed == malformed  # what the link skipped reaches the diagnostics
         for m in messages:
             if isinstance(m, Metric):
                 metric_steps.append(m.step)
@@ -224,6 +229,33 @@ def test_store_takes_weird_but_valid_messages(batches):
         assert store.metrics.refused_series > 0
     if metric_steps and kept:
         assert store.run.step >= max(metric_steps)
+
+
+ended = st.builds(ChildExited, code=st.integers(-64, 255), detail=names, t=finite)
+launched = st.builds(Launched, name=names, started=finite)
+output = st.builds(OutputLines, lines=st.lists(names, max_size=5))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.one_of(status, ended, launched, output), max_size=8), min_size=1, max_size=8))
+def test_once_a_run_has_ended_it_stays_ended_at_one_time(batches):
+    """The run's own statuses and what the link sees of its process, in any order: nothing revives
+    a run that ended; while it is over its clock stands still (its end moves only with a later end
+    record); and only the run's own messages count as decoded."""
+    store = RunStore()
+    decoded = 0
+    for batch in batches:
+        was = (store.run.finished, store.run.ended)
+        store.ingest(batch)
+        decoded += sum(1 for m in batch if isinstance(m, Status))
+        run = store.run
+        assert store.intake.messages == decoded
+        if was[0]:
+            assert run.finished
+            final = [m for m in batch if isinstance(m, Status) and m.state in FINAL_STATES]
+            assert run.ended == (final[-1].t if final else was[1])
+        if run.finished:
+            assert run.ended is not None and run.elapsed() == run.elapsed(now=run.ended + 1e6)
 
 
 def test_backwards_steps_are_drawn_forward_and_counted():
