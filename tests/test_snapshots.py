@@ -16,7 +16,7 @@ def fixed_app(tmp_path) -> NeurotopApp:
 async def settle(pilot):
     app = pilot.app
     for _ in range(200):
-        if app.store.finished and app.store.step == 600 and app.store.output_total == 2:
+        if app.store.run.finished and app.store.run.step == 600 and app.store.output.total == 2:
             break
         await pilot.pause(0.05)
     app.dashboard.repaint_text()
