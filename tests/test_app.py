@@ -87,7 +87,7 @@ async def test_panes_fill_and_keys_reach_the_child(runs):
         activations = app.query_one(ActivationsPane)
         await until(pilot, lambda: activations.current_layer == "enc.relu" and activations.heatmap.grid is not None)
         chart = app.query_one(LossChart)
-        await until(pilot, lambda: "loss" in chart.render().plain)
+        await until(pilot, lambda: "loss" in str(chart.border_title) and "step" in chart.render().plain)
         await pilot.press("q")
         await pilot.press("s")  # stop the run cleanly
         await until(pilot, lambda: store.run.state == "stopped", timeout=20)
@@ -253,22 +253,30 @@ async def test_a_keymap_rebinds_pane_and_run_keys(runs, tmp_path, monkeypatch):
         app.link.stop()
 
 
-async def test_a_run_without_the_sdk_is_not_offered_pause_or_checkpoint(runs):
+async def test_a_plain_command_offers_pause_and_note_but_not_checkpoint(runs):
+    """Under its supervisor a plain command pauses for real (SIGSTOP) and takes notes; a checkpoint
+    needs the SDK, so its key is dimmed and says why."""
     plain = [sys.executable, "-c", "import time\nfor i in range(3000): print(f'step {i} loss {1/(i+1):.4f}', flush=True); time.sleep(0.02)"]
-    app, _ = spawning_app(runs, argv=plain, name="plain")
+    run_dir = journal.create_run_dir(runs, "plain")
+    app = NeurotopApp(lambda store, notify: Link.supervise(plain, run_dir, store, notify), name="plain",
+                      sample_system=False)
     seen = notifications(app)
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: app.store.run.step > 5)
-        assert app.store.run.hello is None
-        for key, description in (("p", "Pause"), ("c", "Checkpoint"), ("n", "Note")):
-            assert key_offer(app, key) == (description, False)  # dimmed in the footer
-            await pilot.press(key)
-            await until(pilot, lambda: any(m.startswith(f"{description}: ") and "no neurotop SDK" in m for m in seen))
-        assert app.store.run.state == "running"
+        await until(pilot, lambda: app.store.run.hello is not None and app.store.run.step > 5)
+        assert key_offer(app, "c") == ("Checkpoint", False)  # dimmed in the footer
+        await pilot.press("c")
+        await until(pilot, lambda: any(m.startswith("Checkpoint: ") and "without the neurotop SDK" in m for m in seen))
+        assert key_offer(app, "p") == ("Pause", True) and key_offer(app, "n") == ("Note", True)
+        await pilot.press("p")
+        await until(pilot, lambda: app.store.run.state == "paused")
+        await until(pilot, lambda: key_offer(app, "p") == ("Resume", True))
+        await pilot.press("p")
+        await until(pilot, lambda: app.store.run.state == "running")
         await pilot.press("q")
         await until(pilot, lambda: type(app.screen).__name__ == "QuitScreen")
         await pilot.press("s")
         await until(pilot, lambda: app.store.run.finished, timeout=30)
+    assert journal.RunInfo.load(run_dir).state == "stopped"
 
 
 async def test_an_attached_finished_run_offers_no_run_controls(runs):

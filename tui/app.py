@@ -38,8 +38,9 @@ from neurotop.tui.system import SystemSampler
 from neurotop.tui.themes import USER_THEMES, load_themes
 
 KEYMAP_FILE = USER_THEMES.parent / "keymap.toml"
-#: Run-level actions that need the run's SDK listening (a plain command has nobody to ask).
-SDK_ACTIONS = ("pause", "resume", "checkpoint", "note")
+#: Run-level actions that need someone in the run listening: its SDK, or the supervisor of a plain
+#: command (which says in its hello which of these it can carry out).
+RUN_ACTIONS = ("pause", "resume", "checkpoint", "note")
 
 LinkFactory = Callable[[RunStore, Callable[[], None]], Link]
 
@@ -220,13 +221,15 @@ class NeurotopApp(App[str | None]):
 
     def why_unavailable(self, action: str, parameters: tuple[object, ...] = ()) -> str | None:
         run = self.store.run
-        if action in SDK_ACTIONS:
+        if action in RUN_ACTIONS:
             if run.finished:
                 return f"the run has {run.state}: commands no longer reach it"
             if run.read_only:
                 return "attached read-only"
             if run.hello is None:
-                return "no neurotop SDK has said hello (a plain command never does): nothing listens"
+                return "the run has not said hello yet: nothing listens"
+            if run.hello.controls and action not in run.hello.controls:
+                return "a command without the neurotop SDK cannot do that (pause, note and stop work)"
         if action == "restart":
             if not run.finished:
                 return "the run is still going: stop it first (q, then s)"
@@ -247,7 +250,8 @@ class NeurotopApp(App[str | None]):
     # ------------------------------------------------------------------------- run-level keys
     def action_pause(self) -> None:
         self.send(Command(action="pause", source="ui"))
-        self.notify("pausing at the next step…", timeout=2)
+        plain = self.store.run.hello is not None and bool(self.store.run.hello.controls)
+        self.notify("pausing…" if plain else "pausing at the next step…", timeout=2)
 
     def action_resume(self) -> None:
         self.send(Command(action="resume", source="ui"))
