@@ -136,7 +136,7 @@ def bench_dashboard(cfg: dict, raw: dict) -> list[Row]:
     row.notes = [
         f"Real `NeurotopApp` headless (`run_test(size=(160, 48))`) on a real `Link.attach` to a small journal "
         f"(hello, params, activations, samples, a change, notes, output), the 4 series (loss, val_loss, grad_norm, "
-        f"lr) filled with `Series.extend`. A frame = `app.repaint()` + the slow clock (`app.repaint_pictures()`: chart, "
+        f"lr) filled with `Series.extend`. A frame = `app.dashboard.repaint_text()` + the slow clock (`app.dashboard.repaint_pictures()`: chart, "
         f"activations, reconstructions) + a layout pass if a "
         f"pane asked for one + `screen._compositor.render_update(full=True)` + `render_segments(console)` (the "
         f"escape string for the terminal, {full['bytes'] / 1e3:.0f} KB). Before each frame one new step of the 4 "

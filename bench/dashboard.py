@@ -7,8 +7,8 @@ One worker process does, in order:
    tenth of the way (flat over the second half is the target);
 2. repaint: runs the real ``NeurotopApp`` headless (``run_test(size=(160, 48))``) on a real
    ``Link.attach`` to a small journal (hello, params, activations, samples, a change, notes, output)
-   whose series are the filled ones, and times one frame: ``app.repaint()`` +
-   ``app.repaint_pictures()`` (the slow clock: chart, activations, reconstructions) + a layout pass
+   whose series are the filled ones, and times one frame: ``app.dashboard.repaint_text()`` +
+   ``app.dashboard.repaint_pictures()`` (the slow clock: chart, activations, reconstructions) + a layout pass
    where a pane asked for one + ``screen._compositor.render_update(full=True)`` +
    ``render_segments`` (the escape-sequence string a terminal would get). Before each frame a new
    step of the 4 series is ingested, and for the "whole dashboard" figure every pane's version is
@@ -32,7 +32,6 @@ from bench import data
 from bench.common import median, progress, quartiles, rss_mb
 
 NAMES = ("loss", "val_loss", "grad_norm", "lr")
-VERSION_KEYS = ("metrics", "events", "activations", "samples", "params", "header", "system", "output")
 
 
 def values(name: str, steps: np.ndarray, total: int) -> np.ndarray:
@@ -51,7 +50,7 @@ def fill(store, points: int, batch: int) -> list[tuple[int, float]]:
 
     samples = []
     marks = {points * k // 10 for k in range(1, 11)}
-    series = {name: store.series.setdefault(name, Series()) for name in NAMES}
+    series = {name: store.metrics.series.setdefault(name, Series()) for name in NAMES}
     done = 0
     for first in range(1, points + 1, batch):
         steps = np.arange(first, min(first + batch, points + 1), dtype=np.int64)
@@ -60,9 +59,11 @@ def fill(store, points: int, batch: int) -> list[tuple[int, float]]:
         done = int(steps[-1])
         if any(done >= m > done - len(steps) for m in marks):
             samples.append((done, rss_mb()))
+    from neurotop.trainer.protocol import Metric
+
+    store.ingest([Metric(step=points, t=time.time(), values={}, epoch=points // data.STEPS_PER_EPOCH)])
     with store.lock:
-        store.step, store.epoch = points, points // data.STEPS_PER_EPOCH
-        store.versions["metrics"] += 1
+        store.metrics.touch()  # the series were filled directly: faster than 10M messages
     return samples
 
 
@@ -91,7 +92,7 @@ def measure(points: int = 10_000_000, batch: int = 500_000, frames: int = 20, an
 
     from neurotop.trainer.protocol import Metric
     from neurotop.tui.app import NeurotopApp
-    from neurotop.tui.link import Link
+    from neurotop.tui.link import Link, OutputLines
     from neurotop.tui.system import SystemSampler
     from neurotop.tui.widgets.loss_chart import LossChart
 
@@ -105,31 +106,31 @@ def measure(points: int = 10_000_000, batch: int = 500_000, frames: int = 20, an
     samples = fill(store, points, batch)
     fill_s = time.perf_counter() - t0
     progress(f"dashboard: filled 4 × {points:,} points in {fill_s:.1f} s, RSS {samples[-1][1]:.0f} MB")
-    store_bytes = sum(s.nbytes for s in store.series.values())
-    levels = store.series["loss"].nlevels
+    store_bytes = sum(s.nbytes for s in store.metrics.series.values())
+    levels = store.metrics.series["loss"].nlevels
     sampler = SystemSampler()
     system_sample = sampler.sample()
 
     result: dict = {}
 
-    slow_clock = getattr(app, "repaint_pictures", None) or app.repaint_chart
 
     async def frame(full: bool, step: int) -> dict:
         store.ingest([Metric(step=step, t=data.T0 + step / data.STEPS_PER_S,
                              values={n: float(values(n, np.array([step]), points)[0]) for n in NAMES},
                              epoch=step // data.STEPS_PER_EPOCH)])
         if full:
-            store.add_output([f"step {step}: loss 0.0213"])
-            store.set_system(system_sample)
-            with store.lock:
-                for key in set(VERSION_KEYS) | set(store.versions):
-                    store.versions[key] += 1
+            store.ingest([OutputLines([f"step {step}: loss 0.0213"]), system_sample])
+            with store.lock:  # every pane redraws
+                insights = store.insights
+                for part in (store.run, store.metrics, store.params, store.events, insights.activations,
+                             insights.samples, insights.health, insights.gradients, insights.latent, insights.signal):
+                    part.touch()
         screen = app.screen
         chart = app.query_one(LossChart)
         c0, t0 = time.thread_time(), time.perf_counter()
-        app.repaint()
+        app.dashboard.repaint_text()
         t1 = time.perf_counter()
-        slow_clock()  # the chart's clock (repaint_pictures; repaint_chart in older trees)
+        app.dashboard.repaint_pictures()  # the slow clock: chart, activations, reconstructions, output
         t2 = time.perf_counter()
         chart.render()  # plotext build + Text.from_ansi; cached, so the compositor reuses it
         t3 = time.perf_counter()
@@ -147,8 +148,8 @@ def measure(points: int = 10_000_000, batch: int = 500_000, frames: int = 20, an
     async def drive() -> None:
         async with app.run_test(size=(160, 48)) as pilot:
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not (store.hello and store.activations and store.samples
-                                                        and store.output_total):
+            while time.monotonic() < deadline and not (store.run.hello and store.insights.activations.items and store.insights.samples.items
+                                                        and store.output.total):
                 await pilot.pause(0.05)
             await pilot.pause(settle)  # the chart's first paint (1 Hz clock) and a system sample
             chart = app.query_one(LossChart)

@@ -47,7 +47,7 @@ def measure(steps: int = 1_000_000, reps: int = 3) -> dict:
             for chunk in chunks:
                 store.ingest(decode_lines(chunk.split(b"\n"), counts))
             ingest.append(lines / (time.perf_counter() - t0))
-            assert store.messages == lines and counts.malformed == 0 and len(store.series["loss"]) == steps
+            assert store.intake.messages == lines and counts.malformed == 0 and len(store.metrics.series["loss"]) == steps
 
             counts = DecodeCounts()
             t0 = time.perf_counter()

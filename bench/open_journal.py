@@ -43,8 +43,8 @@ def open_run(run_dir: str, lines: int, steps: int, timeout: float = 300) -> dict
     seconds = time.perf_counter() - t0
     link.detach()
     with store.lock:
-        loss = store.series.get("loss")
-        ok = store.messages == lines and loss is not None and len(loss) == steps and store.state == "finished"
-        return {"seconds": seconds, "messages": store.messages, "complete": ok, "state": store.state,
-                "rate": store.messages / seconds, "rss_before": rss0, "rss_after": rss_mb(),
-                "rss_peak": max(peak, rss_mb()), "malformed": store.counts.malformed}
+        loss = store.metrics.series.get("loss")
+        ok = store.intake.messages == lines and loss is not None and len(loss) == steps and store.run.state == "finished"
+        return {"seconds": seconds, "messages": store.intake.messages, "complete": ok, "state": store.run.state,
+                "rate": store.intake.messages / seconds, "rss_before": rss0, "rss_after": rss_mb(),
+                "rss_peak": max(peak, rss_mb()), "malformed": store.intake.counts.malformed}

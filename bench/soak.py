@@ -59,41 +59,41 @@ def measure(steps: int = 10_000_000, cap: float = 75.0, kind: str = "sdk") -> di
                 elapsed = time.perf_counter() - t0
                 if elapsed >= next_sample:
                     next_sample += 5.0
-                    loss = store.series.get("loss")
+                    loss = store.metrics.series.get("loss")
                     child = app.link.process.pid if app.link is not None and app.link.process else None
                     try:
                         child_rss = round(rss_mb(child), 1) if child else None
                     except Exception:  # it has just ended
                         child_rss = None
-                    timeline.append({"t": round(elapsed, 1), "ui_step": store.step,
+                    timeline.append({"t": round(elapsed, 1), "ui_step": store.run.step,
                                      "ui_points": len(loss) if loss is not None else 0,
                                      "child_step": _child_step(run_dir, kind), "ui_rss": round(rss_mb(), 1),
                                      "child_rss": child_rss})
-                if store.finished or elapsed >= cap:
+                if store.run.finished or elapsed >= cap:
                     break
             elapsed = time.perf_counter() - t0
-            loss = store.series.get("loss")
+            loss = store.metrics.series.get("loss")
             out["elapsed_s"] = elapsed
-            out["ui_step_at_cap"] = store.step
+            out["ui_step_at_cap"] = store.run.step
             out["ui_points_at_cap"] = len(loss) if loss is not None else 0
-            out["child_step_at_cap"] = max(_child_step(run_dir, kind), store.step)
-            out["finished_in_time"] = store.finished
+            out["child_step_at_cap"] = max(_child_step(run_dir, kind), store.run.step)
+            out["finished_in_time"] = store.run.finished
             out["ui_rss_at_cap"] = rss_mb()
             # stop the child, let the reader drain the pipe to its end
             link = app.link
-            if not store.finished:
+            if not store.run.finished:
                 if kind == "raw":  # it reads no commands: end it (we started it, in its own group)
                     link._signal(signal.SIGTERM)
                 else:
                     await asyncio.get_running_loop().run_in_executor(None, link.stop)
             deadline = time.perf_counter() + 30
-            while not store.finished and time.perf_counter() < deadline:
+            while not store.run.finished and time.perf_counter() < deadline:
                 await asyncio.sleep(0.2)
             await asyncio.sleep(1.0)
-            loss = store.series.get("loss")
+            loss = store.metrics.series.get("loss")
             out["ui_points_final"] = len(loss) if loss is not None else 0
-            out["ui_step_final"] = store.step
-            out["state"] = store.state
+            out["ui_step_final"] = store.run.step
+            out["state"] = store.run.state
             out["store_dropped"] = getattr(store, "dropped", None)  # drops the child reported, if it does
 
     asyncio.run(drive())

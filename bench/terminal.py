@@ -74,7 +74,7 @@ async def _regions(run_dir: Path, width: int, height: int) -> dict[str, tuple[in
     regions = {}
     async with app.run_test(size=(width, height)) as pilot:
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not (app.store.hello and app.store.finished):
+        while time.monotonic() < deadline and not (app.store.run.hello and app.store.run.finished):
             await pilot.pause(0.1)
         await pilot.pause(1.5)
         for pane in ("header", "loss", "activations", "reconstructions", "system", "params", "log"):

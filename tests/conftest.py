@@ -76,7 +76,3 @@ async def repainted(pilot, *widgets, timeout=60.0):
             del widget.render_lines
 
 
-def run_of(store):
-    """The run's own state (state, step, finished, read_only): ``store.run`` once the store has
-    sub-models (the store branch), the store itself before. After that merge: ``store.run``."""
-    return getattr(store, "run", store)

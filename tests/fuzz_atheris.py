@@ -45,10 +45,10 @@ def one_input(data: bytes) -> None:
             decode_cells(msg)
         elif isinstance(msg, Sample):
             decode_images(msg)
-    for spec in store.params.values():
+    for spec in store.params.specs.values():
         for direction in (1, -1):
             step_value(spec, spec.value, direction)
-    for series in store.series.values():
+    for series in store.metrics.series.values():
         series.view(columns=40)
         series.minmax()
 

@@ -63,26 +63,26 @@ async def test_panes_fill_and_keys_reach_the_child(runs):
     app, run_dir = spawning_app(runs, "--rate", "400")
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
-        await until(pilot, lambda: store.hello is not None and store.step > 20)
-        assert store.name == "scripted" and set(store.params) == {"lr", "weight_decay", "optimizer"}
-        assert "loss" in store.series
+        await until(pilot, lambda: store.run.hello is not None and store.run.step > 20)
+        assert store.run.name == "scripted" and set(store.params.specs) == {"lr", "weight_decay", "optimizer"}
+        assert "loss" in store.metrics.series
         await until(pilot, lambda: "lr" in str(app.query_one(ParamsPane).render()))
         # + doubles the selected (first) parameter: the child applies and acknowledges it
         await pilot.press("plus")
-        await until(pilot, lambda: store.params["lr"].value == pytest.approx(2e-3))
-        change = store.last_change["lr"]
+        await until(pilot, lambda: store.params.specs["lr"].value == pytest.approx(2e-3))
+        change = store.params.last_change["lr"]
         assert change.ok and change.source == "ui" and change.old == pytest.approx(1e-3)
-        assert any(m.kind == "param" and m.step == change.step for m in store.markers)
+        assert any(m.kind == "param" and m.step == change.step for m in store.metrics.markers)
         # p pauses: the step stops advancing; p again resumes
         assert key_offer(app, "p") == ("Pause", True)
         await pilot.press("p")
-        await until(pilot, lambda: store.state == "paused")
+        await until(pilot, lambda: store.run.state == "paused")
         await until(pilot, lambda: key_offer(app, "p") == ("Resume", True))  # the footer says what p does now
-        paused_at = store.step
+        paused_at = store.run.step
         await pilot.pause(0.5)  # an interval to watch the step stand still, not a synchronisation
-        assert store.step <= paused_at + 1
+        assert store.run.step <= paused_at + 1
         await pilot.press("p")
-        await until(pilot, lambda: store.state == "running" and store.step > paused_at + 5)
+        await until(pilot, lambda: store.run.state == "running" and store.run.step > paused_at + 5)
         # the panes drew what the store holds
         activations = app.query_one(ActivationsPane)
         await until(pilot, lambda: activations.current_layer == "enc.relu" and activations.heatmap.grid is not None)
@@ -90,7 +90,7 @@ async def test_panes_fill_and_keys_reach_the_child(runs):
         await until(pilot, lambda: "loss" in str(chart.border_title) and "step" in chart.render().plain)
         await pilot.press("q")
         await pilot.press("s")  # stop the run cleanly
-        await until(pilot, lambda: store.state == "stopped", timeout=20)
+        await until(pilot, lambda: store.run.state == "stopped", timeout=20)
     assert app.return_value == "stop"
 
 
@@ -98,12 +98,12 @@ async def test_refused_value_is_shown_not_applied(runs):
     app, run_dir = spawning_app(runs, "--rate", "300")
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
-        await until(pilot, lambda: store.hello is not None)
+        await until(pilot, lambda: store.run.hello is not None)
         app.send(Command(action="set", name="lr", value=50.0, source="ui"))
-        await until(pilot, lambda: "lr" in store.last_change)
-        change = store.last_change["lr"]
+        await until(pilot, lambda: "lr" in store.params.last_change)
+        change = store.params.last_change["lr"]
         assert not change.ok and "maximum" in change.reason
-        assert store.params["lr"].value == pytest.approx(1e-3)
+        assert store.params.specs["lr"].value == pytest.approx(1e-3)
         await until(pilot, lambda: "refused" in str(app.query_one(ParamsPane).render()))
         app.link.stop()
 
@@ -112,20 +112,20 @@ async def test_typed_value_and_note(runs):
     app, run_dir = spawning_app(runs, "--rate", "300")
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
-        await until(pilot, lambda: store.hello is not None)
+        await until(pilot, lambda: store.run.hello is not None)
         await pilot.press("down", "down", "e")  # the choice parameter
         await until(pilot, lambda: type(app.screen).__name__ == "PromptScreen")
         inp = app.screen.query_one("#prompt-input")
         inp.value = ""
         await pilot.press(*"sgd", "enter")
-        await until(pilot, lambda: store.params["optimizer"].value == "sgd")
+        await until(pilot, lambda: store.params.specs["optimizer"].value == "sgd")
         await pilot.press("n")
         await until(pilot, lambda: type(app.screen).__name__ == "PromptScreen")
         await pilot.press(*"loss plateau", "enter")
-        await until(pilot, lambda: any(isinstance(e, Event) and e.kind == "note" for e in store.events))
-        note = [e for e in store.events if isinstance(e, Event) and e.kind == "note"][0]
+        await until(pilot, lambda: any(isinstance(e, Event) and e.kind == "note" for e in store.events.entries))
+        note = [e for e in store.events.entries if isinstance(e, Event) and e.kind == "note"][0]
         assert note.text == "loss plateau" and note.source == "ui"
-        assert any(m.kind == "note" and m.label == "loss plateau" for m in store.markers)
+        assert any(m.kind == "note" and m.label == "loss plateau" for m in store.metrics.markers)
         app.link.stop()
 
 
@@ -134,9 +134,9 @@ async def test_child_failure_is_shown_and_the_app_stays(runs):
     seen = notifications(app)
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
-        await until(pilot, lambda: store.state == "failed")
-        assert "synthetic failure" in store.detail or store.exit_code == 1
-        await until(pilot, lambda: any("RuntimeError: synthetic failure" in line for line in store.output))
+        await until(pilot, lambda: store.run.state == "failed")
+        assert "synthetic failure" in store.run.detail or store.run.exit_code == 1
+        await until(pilot, lambda: any("RuntimeError: synthetic failure" in line for line in store.output.lines))
         await pilot.press("plus")  # a change for a finished run is refused with a reason, not an exception
         await until(pilot, lambda: any("failed: commands no longer reach it" in m for m in seen))
         assert app.is_running
@@ -147,42 +147,43 @@ async def test_command_that_does_not_exist(runs):
     app = NeurotopApp(lambda store, notify: Link.spawn(["/nonexistent/train.py"], run_dir, store, notify),
                       sample_system=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.store.state == "failed")
-        assert "could not start" in app.store.detail
-        await until(pilot, lambda: any("cannot start" in line for line in app.store.output))
+        await until(pilot, lambda: app.store.run.state == "failed")
+        assert "could not start" in app.store.run.detail
+        await until(pilot, lambda: any("cannot start" in line for line in app.store.output.lines))
 
 
 async def test_guard_pauses_a_diverging_run_and_offers_a_way_out(runs):
     app, run_dir = spawning_app(runs, "--rate", "300", "--nan-at", "60", "--guard")
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
-        await until(pilot, lambda: store.state == "paused" and store.diverged is not None)
-        assert "not finite" in store.diverged.text and "not finite" in store.alert
-        assert any(m.kind == "diverged" for m in store.markers)
-        paused_at = store.step
+        await until(pilot, lambda: store.run.state == "paused" and store.run.diverged is not None)
+        assert "not finite" in store.run.diverged.text and "not finite" in store.run.alert
+        assert any(m.kind == "diverged" for m in store.metrics.markers)
+        paused_at = store.run.step
         await until(pilot, lambda: type(app.screen).__name__ == "ChoiceScreen")
         await pilot.press("h")  # halve the learning rate, then resume
-        await until(pilot, lambda: store.params["lr"].value == pytest.approx(5e-4))
-        await until(pilot, lambda: store.state == "running" and store.step > paused_at + 20)
-        assert store.alert == ""
-        assert len(store.series["loss"]) > 0 and store.series["loss"].nonfinite >= 1
+        await until(pilot, lambda: store.params.specs["lr"].value == pytest.approx(5e-4))
+        await until(pilot, lambda: store.run.state == "running" and store.run.step > paused_at + 20)
+        assert store.run.alert == ""
+        assert len(store.metrics.series["loss"]) > 0 and store.metrics.series["loss"].nonfinite >= 1
 
 
 async def test_restart_after_a_failure_starts_a_new_run_with_current_values(runs):
     app, run_dir = spawning_app(runs, "--rate", "100", "--fail-at", "300")
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
-        await until(pilot, lambda: store.hello is not None)
+        await until(pilot, lambda: store.run.hello is not None)
         app.send(Command(action="set", name="lr", value=4e-3, source="ui"))
-        await until(pilot, lambda: store.params["lr"].value == pytest.approx(4e-3))
-        await until(pilot, lambda: store.state == "failed")
+        await until(pilot, lambda: store.params.specs["lr"].value == pytest.approx(4e-3))
+        await until(pilot, lambda: store.run.state == "failed")
         await pilot.press("r")
         await until(pilot, lambda: type(app.screen).__name__ == "ChoiceScreen")
         await pilot.press("y")
-        await until(pilot, lambda: app.link.run_dir != run_dir and store.hello is not None)
-        await until(pilot, lambda: store.params["lr"].value == pytest.approx(4e-3))
-        assert store.last_change["lr"].source == "restart"
-        await until(pilot, lambda: store.state == "failed")  # the same command fails the same way
+        await until(pilot, lambda: app.link.run_dir != run_dir and app.store.run.hello is not None)
+        store = app.store  # the new run's
+        await until(pilot, lambda: store.params.specs["lr"].value == pytest.approx(4e-3))
+        assert store.params.last_change["lr"].source == "restart"
+        await until(pilot, lambda: store.run.state == "failed")  # the same command fails the same way
         assert len(journal.list_runs(runs)) == 2
 
 
@@ -190,7 +191,7 @@ async def test_restart_after_a_failure_starts_a_new_run_with_current_values(runs
 async def test_help_lists_the_live_bindings_and_closes_with_esc_or_q(runs):
     app = attached_app(write_run(runs, demo_messages(200)))
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: app.store.finished)
+        await until(pilot, lambda: app.store.run.finished)
         for close in ("escape", "q", "question_mark"):
             await pilot.press("question_mark")
             await until(pilot, lambda: isinstance(app.screen, HelpScreen))
@@ -210,7 +211,7 @@ async def test_help_lists_the_live_bindings_and_closes_with_esc_or_q(runs):
 async def test_help_on_the_pathways_screen_lists_its_keys(runs):
     app = attached_app(write_run(runs, demo_messages(200)))
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: app.store.finished)
+        await until(pilot, lambda: app.store.run.finished)
         await pilot.press("v")
         await until(pilot, lambda: isinstance(app.screen, PathwaysScreen))
         pathways = app.screen
@@ -231,16 +232,16 @@ async def test_a_keymap_rebinds_pane_and_run_keys(runs, tmp_path, monkeypatch):
     app, _ = spawning_app(runs, "--rate", "200")
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
-        await until(pilot, lambda: store.hello is not None and store.step > 20)
+        await until(pilot, lambda: store.run.hello is not None and store.run.step > 20)
         await until(pilot, lambda: key_offer(app, "space") == ("Pause", True))
         assert key_offer(app, "p") is None and key_offer(app, "z") is None
         await pilot.press("k")  # steps the selected parameter, as + did
-        await until(pilot, lambda: store.params["lr"].value == pytest.approx(2e-3))
+        await until(pilot, lambda: store.params.specs["lr"].value == pytest.approx(2e-3))
         chart = app.query_one(LossChart)
         await pilot.press("i")
         assert chart.span is not None
         await pilot.press("space")
-        await until(pilot, lambda: store.state == "paused")
+        await until(pilot, lambda: store.run.state == "paused")
         await until(pilot, lambda: key_offer(app, "space") == ("Resume", True))  # the footer says what p does now
         await pilot.press("question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen))
@@ -248,7 +249,7 @@ async def test_a_keymap_rebinds_pane_and_run_keys(runs, tmp_path, monkeypatch):
         assert rows["Zoom in"].split()[0] == "i" and rows["Resume"].split()[0] == "space"
         await pilot.press("escape")
         await pilot.press("space")
-        await until(pilot, lambda: store.state == "running")
+        await until(pilot, lambda: store.run.state == "running")
         app.link.stop()
 
 
@@ -261,27 +262,27 @@ async def test_a_plain_command_offers_pause_and_note_but_not_checkpoint(runs):
                       sample_system=False)
     seen = notifications(app)
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: app.store.hello is not None and app.store.step > 5)
+        await until(pilot, lambda: app.store.run.hello is not None and app.store.run.step > 5)
         assert key_offer(app, "c") == ("Checkpoint", False)  # dimmed in the footer
         await pilot.press("c")
         await until(pilot, lambda: any(m.startswith("Checkpoint: ") and "without the neurotop SDK" in m for m in seen))
         assert key_offer(app, "p") == ("Pause", True) and key_offer(app, "n") == ("Note", True)
         await pilot.press("p")
-        await until(pilot, lambda: app.store.state == "paused")
+        await until(pilot, lambda: app.store.run.state == "paused")
         await until(pilot, lambda: key_offer(app, "p") == ("Resume", True))
         await pilot.press("p")
-        await until(pilot, lambda: app.store.state == "running")
+        await until(pilot, lambda: app.store.run.state == "running")
         await pilot.press("q")
         await until(pilot, lambda: type(app.screen).__name__ == "QuitScreen")
         await pilot.press("s")
-        await until(pilot, lambda: app.store.finished, timeout=30)
+        await until(pilot, lambda: app.store.run.finished, timeout=30)
     assert journal.RunInfo.load(run_dir).state == "stopped"
 
 
 async def test_an_attached_finished_run_offers_no_run_controls(runs):
     app = attached_app(write_run(runs, demo_messages(100)))
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.store.finished and app.store.params)
+        await until(pilot, lambda: app.store.run.finished and app.store.params.specs)
         await until(pilot, lambda: key_offer(app, "p") == ("Pause", False))
         assert key_offer(app, "c") == ("Checkpoint", False) and key_offer(app, "e") == ("Edit", False)
         assert key_offer(app, "r") == ("Restart", False)  # this journal does not name its command
@@ -302,7 +303,7 @@ async def test_theme_key_says_which_theme_is_on(runs):
 async def test_q_quits_at_once_when_the_run_has_ended(runs, key):
     app, run_dir = spawning_app(runs, "--rate", "500", "--steps", "30")
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: app.store.state == "finished")
+        await until(pilot, lambda: app.store.run.state == "finished")
         await pilot.press(key)
         await until(pilot, lambda: not app.is_running, timeout=10)
     assert app.return_value is None and app._exception is None
@@ -321,7 +322,7 @@ async def test_a_socket_that_never_answers_does_not_hold_up_a_key(runs):
     seen = notifications(app)
     try:
         async with app.run_test(size=(120, 40)) as pilot:
-            await until(pilot, lambda: app.store.hello is not None and app.store.step == 100)
+            await until(pilot, lambda: app.store.run.hello is not None and app.store.run.step == 100)
             await until(pilot, lambda: key_offer(app, "p") == ("Pause", True))
             await pilot.press("p")  # connects and is written: the run just never reads it
             await until(pilot, lambda: not app.sending and app.link._control is not None)

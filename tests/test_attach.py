@@ -49,15 +49,15 @@ async def test_run_survives_its_ui_and_attach_takes_over(runs, how):
     app = NeurotopApp(lambda store, notify: Link.attach(run_dir, store, notify), sample_system=False)
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
-        await until(pilot, lambda: store.hello is not None and store.step > at_death + 50)
-        assert len(store.series["loss"]) >= at_death + 50  # the whole history, not only what came after
-        assert store.series["loss"].first_step == 1
+        await until(pilot, lambda: store.run.hello is not None and store.run.step > at_death + 50)
+        assert len(store.metrics.series["loss"]) >= at_death + 50  # the whole history, not only what came after
+        assert store.metrics.series["loss"].first_step == 1
         await pilot.press("plus")
-        await until(pilot, lambda: store.params["lr"].value == pytest.approx(2e-3))
+        await until(pilot, lambda: store.params.specs["lr"].value == pytest.approx(2e-3))
         journaled = [m for m in read_journal(run_dir)[0] if isinstance(m, ParamChange)]
         assert journaled[-1].ok and journaled[-1].new == pytest.approx(2e-3) and journaled[-1].source == "ui"
         await pilot.press("q", "s")
-        await until(pilot, lambda: store.state == "stopped")
+        await until(pilot, lambda: store.run.state == "stopped")
     wait_for(lambda: not journal.pid_alive(child_pid))
     assert journal.RunInfo.load(run_dir).state == "stopped"
 
@@ -69,17 +69,17 @@ def test_two_attached_uis_see_the_same_and_commands_apply_in_order(runs):
     stores = [RunStore(), RunStore()]
     links = [Link.attach(run_dir, s, lambda: None) for s in stores]
     try:
-        wait_for(lambda: all(s.hello is not None for s in stores))
+        wait_for(lambda: all(s.run.hello is not None for s in stores))
         for i, value in enumerate([2e-3, 4e-3, 8e-3, 1.6e-2]):
             links[i % 2].send(Command(action="set", name="lr", value=value, source=f"ui{i % 2}"))
-            wait_for(lambda: all(s.params["lr"].value == pytest.approx(value) for s in stores))
-        history = [[(c.new, c.source) for c in s.events if isinstance(c, ParamChange)] for s in stores]
+            wait_for(lambda: all(s.params.specs["lr"].value == pytest.approx(value) for s in stores))
+        history = [[(c.new, c.source) for c in s.events.entries if isinstance(c, ParamChange)] for s in stores]
         assert history[0] == history[1] == [(2e-3, "ui0"), (4e-3, "ui1"), (8e-3, "ui0"), (1.6e-2, "ui1")]
         links[0].send(Command(action="stop"))
         assert child.wait(20) == 0
-        wait_for(lambda: all(s.finished for s in stores))
-        assert stores[0].step == stores[1].step
-        assert len(stores[0].series["loss"]) == len(stores[1].series["loss"])
+        wait_for(lambda: all(s.run.finished for s in stores))
+        assert stores[0].run.step == stores[1].run.step
+        assert len(stores[0].metrics.series["loss"]) == len(stores[1].metrics.series["loss"])
     finally:
         for link in links:
             link.detach()
@@ -92,8 +92,8 @@ def test_attach_to_a_finished_run_is_read_only(runs):
     run_dir = write_run(runs, demo_messages(steps=300))
     store = RunStore()
     link = Link.attach(run_dir, store, lambda: None)
-    wait_for(lambda: store.finished and store.step == 300)
-    assert len(store.series["loss"]) == 300 and store.params["lr"].value == pytest.approx(2e-3)
+    wait_for(lambda: store.run.finished and store.run.step == 300)
+    assert len(store.metrics.series["loss"]) == 300 and store.params.specs["lr"].value == pytest.approx(2e-3)
     with pytest.raises(Exception, match="finished"):
         link.send(Command(action="pause"))
     link.detach()
@@ -111,7 +111,7 @@ def test_a_run_whose_process_vanished_is_lost(runs):
     assert journal.RunInfo.load(run_dir).effective_state() == "lost"
     store = RunStore()
     link = Link.attach(run_dir, store, lambda: None)
-    wait_for(lambda: store.state == "lost")
+    wait_for(lambda: store.run.state == "lost")
     link.detach()
     out = subprocess.run([sys.executable, "-m", "neurotop.tui.cli", "ls"], capture_output=True, text=True,
                          env=dict(os.environ, NEUROTOP_RUNS=str(runs)))

@@ -11,7 +11,7 @@ import pytest
 
 from neurotop.trainer.protocol import Metric
 from neurotop.tui.widgets.loss_chart import LossChart, nice_ticks
-from tests.journals import T0, demo_messages
+from tests.journals import T0
 from tests.test_panes import attached, metrics_only, screen_text, settled
 
 NUMBER = re.compile(r"^-?\d+(?:\.\d+)?k?$")

@@ -35,36 +35,36 @@ def spawn(runs, name, *args):
 
 def events(store, kind):
     with store.lock:
-        return [e for e in store.events if isinstance(e, Event) and e.kind == kind]
+        return [e for e in store.events.entries if isinstance(e, Event) and e.kind == kind]
 
 
 def output_has(store, text):
     with store.lock:
-        return any(text in line for line in store.output)
+        return any(text in line for line in store.output.lines)
 
 
 def set_and_wait(link, store, name, value):
     link.send(Command(action="set", name=name, value=value, source="ui"))
 
     def acknowledged():
-        change = store.last_change.get(name)
+        change = store.params.last_change.get(name)
         return change is not None and change.new == value and change
     change = wait_for(acknowledged)
     assert change.ok, change.reason
-    assert change.source == "ui" and store.params[name].value == value
+    assert change.source == "ui" and store.params.specs[name].value == value
     return change
 
 
 def pause_resume_checkpoint_stop(link, store):
     """The commands every SDK example honours, in the order a person would use them."""
     link.send(Command(action="pause", source="ui"))
-    wait_for(lambda: store.state == "paused")
-    paused_at = store.step
+    wait_for(lambda: store.run.state == "paused")
+    paused_at = store.run.step
     time.sleep(0.5)
-    assert store.step == paused_at, "steps advanced while paused"
+    assert store.run.step == paused_at, "steps advanced while paused"
     assert events(store, "pause")[-1].source == "ui"
     link.send(Command(action="resume", source="ui"))
-    wait_for(lambda: store.state == "running" and store.step > paused_at + 3)
+    wait_for(lambda: store.run.state == "running" and store.run.step > paused_at + 3)
 
     link.send(Command(action="checkpoint", source="ui"))
     ckpt = wait_for(lambda: events(store, "checkpoint"))[-1]
@@ -72,7 +72,7 @@ def pause_resume_checkpoint_stop(link, store):
     state = torch.load(ckpt.path, weights_only=True)  # plain tensors and numbers: no pickled objects
 
     link.send(Command(action="stop", source="ui"))
-    wait_for(lambda: store.state == "stopped")
+    wait_for(lambda: store.run.state == "stopped")
     assert link.process.wait(30) == 0
     assert events(store, "stop")[-1].source == "ui"
     assert journal.RunInfo.load(link.run_dir).state == "stopped"
@@ -82,11 +82,11 @@ def pause_resume_checkpoint_stop(link, store):
 def test_mlp_digits_obeys_the_ui(runs):
     link, store = spawn(runs, "mlp_digits", "--epochs", "100000", "--probe-every", "10")
     try:
-        wait_for(lambda: store.hello is not None and store.step > 5)
-        assert set(store.params) == {"lr", "weight_decay", "dropout_on", "batch_size"}
-        assert store.params["lr"].log and store.params["dropout_on"].kind == "bool"
-        assert store.params["batch_size"].kind == "int"
-        assert {layer.name for layer in store.hello.model} >= {"net.0", "net.1", "net.6"}
+        wait_for(lambda: store.run.hello is not None and store.run.step > 5)
+        assert set(store.params.specs) == {"lr", "weight_decay", "dropout_on", "batch_size"}
+        assert store.params.specs["lr"].log and store.params.specs["dropout_on"].kind == "bool"
+        assert store.params.specs["batch_size"].kind == "int"
+        assert {layer.name for layer in store.run.hello.model} >= {"net.0", "net.1", "net.6"}
 
         set_and_wait(link, store, "lr", 6e-3)
         wait_for(lambda: output_has(store, "lr 0.006 "))  # the script's optimizer has it
@@ -98,10 +98,10 @@ def test_mlp_digits_obeys_the_ui(runs):
         wait_for(lambda: output_has(store, "batch_size 32"))
         # a value outside the declaration is refused with a reason, never applied
         link.send(Command(action="set", name="batch_size", value=0, source="ui"))
-        wait_for(lambda: not store.last_change["batch_size"].ok)
-        assert store.params["batch_size"].value == 32
-        wait_for(lambda: {"val_loss", "val_acc", "loss"} <= set(store.series))
-        wait_for(lambda: {"net.1", "net.4"} <= set(store.activations))  # ReLUs, chosen by type
+        wait_for(lambda: not store.params.last_change["batch_size"].ok)
+        assert store.params.specs["batch_size"].value == 32
+        wait_for(lambda: {"val_loss", "val_acc", "loss"} <= set(store.metrics.series))
+        wait_for(lambda: {"net.1", "net.4"} <= set(store.insights.activations.items))  # ReLUs, chosen by type
 
         state = pause_resume_checkpoint_stop(link, store)
         assert {"model", "optimizer", "params", "step"} <= set(state)
@@ -115,20 +115,20 @@ def test_conv_autoencoder_obeys_the_ui(runs):
     link, store = spawn(runs, "conv_autoencoder", "--epochs", "100000", "--probe-seconds", "0.2",
                         "--sample-seconds", "0.2")
     try:
-        wait_for(lambda: store.hello is not None and store.step > 5)
-        assert set(store.params) == {"lr", "weight_decay", "noise"}
+        wait_for(lambda: store.run.hello is not None and store.run.step > 5)
+        assert set(store.params.specs) == {"lr", "weight_decay", "noise"}
         set_and_wait(link, store, "lr", 1e-3)
         set_and_wait(link, store, "noise", 0.2)
         # probes by name, on a cadence in seconds; image samples of inputs and reconstructions
-        wait_for(lambda: {"encoder.act1", "encoder.act2", "decoder.act1"} <= set(store.activations))
-        wait_for(lambda: {"inputs", "outputs"} <= set(store.samples))
-        sample = store.samples["outputs"]
+        wait_for(lambda: {"encoder.act1", "encoder.act2", "decoder.act1"} <= set(store.insights.activations.items))
+        wait_for(lambda: {"inputs", "outputs"} <= set(store.insights.samples.items))
+        sample = store.insights.samples.items["outputs"]
         assert (sample.height, sample.width) == (8, 8) and sample.count == 8
 
         state = pause_resume_checkpoint_stop(link, store)  # written by the script's own save()
         assert {"model", "optimizer", "epoch", "step"} <= set(state)
         assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3)
-        assert any(isinstance(e, ParamChange) and e.name == "noise" for e in store.events)
+        assert any(isinstance(e, ParamChange) and e.name == "noise" for e in store.events.entries)
     finally:
         link.stop(grace=5)
 

@@ -85,7 +85,7 @@ def healthy(app: NeurotopApp) -> bool:
 
 def done_seen(store) -> bool:
     with store.lock:
-        return any(isinstance(e, Event) and e.text == "done" for e in store.events)
+        return any(isinstance(e, Event) and e.text == "done" for e in store.events.entries)
 
 
 def text_of(widget) -> str:
@@ -134,8 +134,8 @@ async def test_a_python_exception_shows_its_traceback_and_the_ui_stays(runs):
     seen = record_notifications(app)
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
-        await until(pilot, lambda: store.state == "failed" and store.exit_code is not None)
-        assert store.exit_code == 1 and "RuntimeError: synthetic failure at step 40" in store.detail
+        await until(pilot, lambda: store.run.state == "failed" and store.run.exit_code is not None)
+        assert store.run.exit_code == 1 and "RuntimeError: synthetic failure at step 40" in store.run.detail
         log = app.query_one(LogPane)
         await until(pilot, lambda: any("Traceback (most recent call last)" in line for line in log.lines))
         assert any("RuntimeError: synthetic failure at step 40" in line for line in log.lines)
@@ -144,7 +144,7 @@ async def test_a_python_exception_shows_its_traceback_and_the_ui_stays(runs):
         await pilot.press("plus")  # the params are still listed; the command cannot go anywhere
         await until(pilot, lambda: any("failed: commands no longer reach it" in m for m in seen))
         await pilot.press("l", "z", "right", "left_square_bracket")
-        assert healthy(app) and store.state == "failed"  # open on the last state
+        assert healthy(app) and store.run.state == "failed"  # open on the last state
     info = journal.RunInfo.load(run_dir)
     assert info.state == "failed" and info.exit_code == 1
 
@@ -154,8 +154,8 @@ async def test_sigkill_is_named_and_recorded(runs):
     seen = record_notifications(app)
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
-        await until(pilot, lambda: store.state == "failed")
-        assert store.exit_code == -signal.SIGKILL and store.detail == "was killed by SIGKILL"
+        await until(pilot, lambda: store.run.state == "failed")
+        assert store.run.exit_code == -signal.SIGKILL and store.run.detail == "was killed by SIGKILL"
         await until(pilot, lambda: "killed by SIGKILL" in text_of(app.query_one(RunHeader)))
         await until(pilot, lambda: any("the run was killed by SIGKILL" in m for m in seen))
         assert healthy(app)
@@ -163,7 +163,7 @@ async def test_sigkill_is_named_and_recorded(runs):
         # unflushed tenth of a second dies with it: that is what SIGKILL means)
         journaled = [m.step for m in read_journal(run_dir)[0] if isinstance(m, Metric) and "loss" in m.values]
         assert journaled == list(range(1, len(journaled) + 1)) and len(journaled) > 0
-        assert len(store.series["loss"]) == len(journaled) and store.step == journaled[-1]
+        assert len(store.metrics.series["loss"]) == len(journaled) and store.run.step == journaled[-1]
     info = journal.RunInfo.load(run_dir)  # the Monitor never wrote an end: the link did
     assert info.state == "failed" and info.exit_code == -signal.SIGKILL and info.ended is not None
 
@@ -175,14 +175,14 @@ async def test_a_child_that_never_says_hello(runs):
         store = app.store
         params = app.query_one(ParamsPane)
         await until(pilot, lambda: "declared no parameters" in text_of(params))
-        assert store.hello is None and store.state in ("running", "starting")
+        assert store.run.hello is None and store.run.state in ("running", "starting")
         await pilot.press("plus")
         await until(pilot, lambda: any("no parameter to change" in m for m in seen))
         await pilot.press("p", "e", "z")
-        assert healthy(app) and store.state in ("running", "starting")
+        assert healthy(app) and store.run.state in ("running", "starting")
         kill(app)
-        await until(pilot, lambda: store.state == "failed")
-        assert store.detail == "was killed by SIGKILL"
+        await until(pilot, lambda: store.run.state == "failed")
+        assert store.run.detail == "was killed by SIGKILL"
 
 
 async def test_a_child_that_exits_at_once(runs):
@@ -190,8 +190,8 @@ async def test_a_child_that_exits_at_once(runs):
     seen = record_notifications(app)
     async with app.run_test(size=(80, 24)) as pilot:
         store = app.store
-        await until(pilot, lambda: store.finished)
-        assert store.state == "finished" and store.exit_code == 0 and store.detail == "exited with code 0"
+        await until(pilot, lambda: store.run.finished)
+        assert store.run.state == "finished" and store.run.exit_code == 0 and store.run.detail == "exited with code 0"
         await until(pilot, lambda: "declared no parameters" in text_of(app.query_one(ParamsPane)))
         with pytest.raises(LinkClosed, match="finished"):
             app.link.send(Command(action="pause", source="test"))
@@ -249,11 +249,11 @@ async def test_bad_lines_on_the_pipe_are_counted_and_skipped(runs, tmp_path):
                                        "--done", "--torn", "--linger", "0"))
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
-        await until(pilot, lambda: done_seen(store) and store.finished and store.counts.torn == 1)
-        assert store.counts.malformed == len(malformed), store.counts.last_error
-        assert store.counts.unknown == len(unknown)
-        assert len(store.series["loss"]) == len(good) and store.step == len(good)
-        assert store.hello is not None and store.state == "finished"
+        await until(pilot, lambda: done_seen(store) and store.run.finished and store.intake.counts.torn == 1)
+        assert store.intake.counts.malformed == len(malformed), store.intake.counts.last_error
+        assert store.intake.counts.unknown == len(unknown)
+        assert len(store.metrics.series["loss"]) == len(good) and store.run.step == len(good)
+        assert store.run.hello is not None and store.run.state == "finished"
         header = app.query_one(RunHeader)
         await until(pilot, lambda: f"{len(malformed) + len(unknown)} bad lines" in text_of(header))
         log = app.query_one(LogPane)
@@ -277,12 +277,12 @@ async def test_events_after_the_final_status(runs, tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
         await until(pilot, lambda: done_seen(store))
-        assert store.state == "finished" and store.exit_code == 0  # a heartbeat never revives it
-        assert store.counts.unknown == 1 and store.counts.malformed == 0
+        assert store.run.state == "finished" and store.run.exit_code == 0  # a heartbeat never revives it
+        assert store.intake.counts.unknown == 1 and store.intake.counts.malformed == 0
         await pilot.press("p")
         await until(pilot, lambda: any("commands no longer reach it" in m for m in seen))
         await pilot.press("plus", "l")
-        assert healthy(app) and store.state == "finished"
+        assert healthy(app) and store.run.state == "finished"
         kill(app)
 
 
@@ -291,12 +291,12 @@ async def test_a_child_that_stops_listening(runs):
     seen = record_notifications(app)
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
-        await until(pilot, lambda: any("wrote everything" in line for line in store.output))
+        await until(pilot, lambda: any("wrote everything" in line for line in store.output.lines))
         with pytest.raises(LinkClosed, match="not listening"):
             app.link.send(Command(action="pause", source="test"))
         app.send(Command(action="pause", source="ui"))  # no hello, so no p key: the send worker's failure
         await until(pilot, lambda: any("the run is not listening" in m for m in seen))
-        assert healthy(app) and store.state == "running"
+        assert healthy(app) and store.run.state == "running"
         kill(app)
 
 
@@ -311,8 +311,8 @@ async def test_a_100mb_line_is_dropped_without_buffering_it(runs):
         kill(app)
         print(f"reading a 100 MB line grew the UI by {grew / 2**20:.1f} MB")
         assert grew < limit, f"the UI grew by {grew >> 20} MB reading one line"
-        assert store.counts.malformed >= 1  # dropped, and counted
-        assert all(len(name) < 1 << 20 for name in store.series)
+        assert store.intake.counts.malformed >= 1  # dropped, and counted
+        assert all(len(name) < 1 << 20 for name in store.metrics.series)
         assert healthy(app)
 
 
@@ -331,10 +331,10 @@ def test_a_100mb_line_in_a_journal_is_dropped_on_attach(runs):
     peak = PeakRSS()
     link = Link.attach(run_dir, store, lambda: None)
     try:
-        wait_for(lambda: store.finished or peak.growth() > 64 << 20, timeout=120)
+        wait_for(lambda: store.run.finished or peak.growth() > 64 << 20, timeout=120)
         grew = peak.growth()
         assert grew < 64 << 20, f"attaching grew the UI by {grew >> 20} MB for one line"
-        assert store.finished and store.step == 20 and store.counts.malformed >= 1
+        assert store.run.finished and store.run.step == 20 and store.intake.counts.malformed >= 1
     finally:
         link.detach()
 
@@ -345,14 +345,14 @@ async def test_a_flood_of_a_million_metrics(runs):
         store = app.store
         peak = PeakRSS()
         chart = app.query_one(LossChart)
-        await until(pilot, lambda: store.step > 0)
+        await until(pilot, lambda: store.run.step > 0)
         await pilot.press("l")  # keys are handled while the flood is read
         assert chart.log_y
         await until(pilot, lambda: done_seen(store), timeout=300)
-        loss = store.series["loss"]
-        assert len(loss) == 1_000_000 and store.step == 1_000_000
+        loss = store.metrics.series["loss"]
+        assert len(loss) == 1_000_000 and store.run.step == 1_000_000
         assert loss.nbytes < 8 << 20, loss.nbytes  # the buckets' bound, not the stream's length
-        assert store.counts.malformed == store.counts.torn == 0
+        assert store.intake.counts.malformed == store.intake.counts.torn == 0
         await pilot.press("l")
         assert not chart.log_y
         assert peak.growth() < 300 << 20
@@ -387,14 +387,14 @@ async def test_corpus_through_the_real_app(runs, path):
             kill(app)
         app.dashboard.repaint_all()  # both paint clocks tick over what arrived
         await repainted(pilot, *(app.query_one(f"#{p}") for p in PANES))
-        if store.params:
+        if store.params.specs:
             await pilot.press("plus")
             await until(pilot, lambda: app.query_one(ParamsPane).idle and not app.sending)  # the debounced send went out
         assert healthy(app)
-        assert "could not store a batch" not in store.counts.last_error  # the link's safety net lost one
+        assert "could not store a batch" not in store.intake.counts.last_error  # the link's safety net lost one
         texts = [m.group(1) for m in re.finditer(rb'"kind":"note","text":"([^"]*)"', path.read_bytes())]
         with store.lock:
-            got = {e.text for e in store.events if isinstance(e, Event)}
+            got = {e.text for e in store.events.entries if isinstance(e, Event)}
         assert {t.decode() for t in texts} <= got
 
 
@@ -405,7 +405,7 @@ async def test_a_plain_script_printing_a_huge_step(runs):
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
         try:
-            await until(pilot, lambda: any(line == "after" for line in store.output), timeout=10)
+            await until(pilot, lambda: any(line == "after" for line in store.output.lines), timeout=10)
         finally:
             kill(app)
         assert healthy(app)
@@ -429,14 +429,14 @@ async def test_bad_values_are_refused_with_a_reason(runs):
            ("momentum", 0.9, "no such parameter"), ("", 1.0, "no such parameter")]
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
-        await until(pilot, lambda: store.hello is not None)
+        await until(pilot, lambda: store.run.hello is not None)
         for name, value, _ in bad:
             app.send(Command(action="set", name=name, value=value, source="ui"))
-        await until(pilot, lambda: len([e for e in store.events if isinstance(e, ParamChange)]) == len(bad))
-        got = [e for e in store.events if isinstance(e, ParamChange)]
+        await until(pilot, lambda: len([e for e in store.events.entries if isinstance(e, ParamChange)]) == len(bad))
+        got = [e for e in store.events.entries if isinstance(e, ParamChange)]
         for change, (name, _, why) in zip(got, bad, strict=True):
             assert change.name == name and not change.ok and why in change.reason, change
-        assert {n: s.value for n, s in store.params.items()} == {"lr": 1e-3, "weight_decay": 0.0, "optimizer": "adam"}
+        assert {n: s.value for n, s in store.params.specs.items()} == {"lr": 1e-3, "weight_decay": 0.0, "optimizer": "adam"}
         await until(pilot, lambda: sum("refused" in m for m in seen) == len(bad))
         await until(pilot, lambda: "refused" in text_of(app.query_one(ParamsPane)))
         journaled = changes_in(run_dir)
@@ -460,7 +460,7 @@ async def test_a_burst_of_keys_is_debounced_and_applied_in_order(runs):
         journaled = changes_in(run_dir, "lr")
         assert [c.new for c in journaled] == [c.value for c in sent]  # each one, in the order sent
         assert all(c.ok and c.source == "ui" for c in journaled)
-        await until(pilot, lambda: store.params["lr"].value == sent[-1].value)  # the latest request wins
+        await until(pilot, lambda: store.params.specs["lr"].value == sent[-1].value)  # the latest request wins
         assert healthy(app)
         app.link.stop()
 
@@ -473,15 +473,15 @@ async def test_keys_pressed_before_the_ack_build_on_what_was_asked(runs):
         try:
             await pilot.press("plus", "plus", "plus")
             await until(pilot, lambda: app.query_one(ParamsPane).idle and not app.sending)
-            if store.params["lr"].value != pytest.approx(1e-3):
+            if store.params.specs["lr"].value != pytest.approx(1e-3):
                 pytest.skip("the child acknowledged before the second burst")
             await pilot.press("plus", "plus", "plus")
             await until(pilot, lambda: app.query_one(ParamsPane).idle and not app.sending)
             # however the presses were split into sends (a loaded machine may send a burst in two),
             # the last acknowledged value is six doublings: each press built on what was asked
-            await until(pilot, lambda: store.params["lr"].value == pytest.approx(1e-3 * 2**6))
-            changes = [e.new for e in store.events if isinstance(e, ParamChange)]
-            assert changes == sorted(changes) and all(c.ok for c in store.events if isinstance(c, ParamChange))
+            await until(pilot, lambda: store.params.specs["lr"].value == pytest.approx(1e-3 * 2**6))
+            changes = [e.new for e in store.events.entries if isinstance(e, ParamChange)]
+            assert changes == sorted(changes) and all(c.ok for c in store.events.entries if isinstance(c, ParamChange))
         finally:
             kill(app)
 
@@ -620,7 +620,7 @@ async def test_resizing_while_it_trains(runs):
     async with app.run_test(size=(80, 24)) as pilot:
         store = app.store
         chart = app.query_one(LossChart)
-        await until(pilot, lambda: store.step > 30 and store.activations)
+        await until(pilot, lambda: store.run.step > 30 and store.insights.activations.items)
         for width, height in [(80, 24), (250, 80), (40, 12), (120, 40)]:
             await resize(pilot, width, height)
             if (width, height) != (40, 12):  # below the smallest supported size: see the next test
@@ -629,8 +629,8 @@ async def test_resizing_while_it_trains(runs):
             assert chart.log_y      # resize has a test of its own, two below)
             await pilot.press("l")
             assert not chart.log_y
-            step = store.step
-            await until(pilot, lambda: store.step > step)  # and still follows the run
+            step = store.run.step
+            await until(pilot, lambda: store.run.step > step)  # and still follows the run
         assert healthy(app)
         app.link.stop()
 
@@ -638,7 +638,7 @@ async def test_resizing_while_it_trains(runs):
 async def test_a_tiny_terminal_keeps_panes_apart(runs):
     app, _ = app_for(runs, scripted("--rate", "300"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: app.store.step > 10)
+        await until(pilot, lambda: app.store.run.step > 10)
         await resize(pilot, 40, 12)
         try:
             assert layout_problems(app) == []
@@ -650,7 +650,7 @@ async def test_a_tiny_terminal_keeps_panes_apart(runs):
 async def test_log_y_survives_a_resize_or_a_theme_switch(runs, then):
     app, _ = app_for(runs, scripted("--rate", "300"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: app.store.step > 30)
+        await until(pilot, lambda: app.store.run.step > 30)
         try:
             chart = app.query_one(LossChart)
             await pilot.press("l")

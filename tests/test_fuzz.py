@@ -37,6 +37,7 @@ from neurotop.trainer.protocol import (
     encode,
 )
 from neurotop.tui.param_input import step_value
+from neurotop.tui.link import FINAL_STATES, ChildExited, Launched, OutputLines, skipped
 from neurotop.tui.series import Series
 from neurotop.tui.store import MAX_EVENTS, MAX_OUTPUT_LINES, RunStore
 from neurotop.tui.widgets.activations import decode_cells
@@ -67,17 +68,18 @@ def corpus_params(layer: str) -> list:
 
 def feed(store: RunStore, lines: list[bytes], counts: DecodeCounts | None = None) -> list:
     """What ``Link._ingest_lines`` does, minus its safety net (which would hide a raise)."""
-    messages = decode_lines(lines, counts if counts is not None else store.counts)
-    store.ingest(messages)
+    counts = DecodeCounts() if counts is None else counts
+    messages = decode_lines(lines, counts)
+    store.ingest(messages + skipped(counts))
     return messages
 
 
 def check_store(store: RunStore) -> None:
     """What holds whatever went in."""
-    assert len(store.events) <= MAX_EVENTS and len(store.markers) <= MAX_EVENTS
-    assert len(store.output) <= MAX_OUTPUT_LINES
-    assert store.state in ("starting", "running", "paused", "finished", "failed", "stopped", "lost")
-    for series in store.series.values():
+    assert len(store.events.entries) <= MAX_EVENTS and len(store.metrics.markers) <= MAX_EVENTS
+    assert len(store.output.lines) <= MAX_OUTPUT_LINES
+    assert store.run.state in ("starting", "running", "paused", "finished", "failed", "stopped", "lost")
+    for series in store.metrics.series.values():
         if len(series):
             view = series.view(columns=40)
             assert np.all(view.steps[1:] >= view.steps[:-1])
@@ -218,38 +220,68 @@ def test_store_takes_weird_but_valid_messages(batches):
     store = RunStore()
     want: dict[str, int] = {}
     metric_steps: list[int] = []
+    malformed = 0
     for batch in batches:
         counts = DecodeCounts()
         messages = feed(store, b"".join(line_of(m) for m in batch).split(b"\n"), counts)
         assert len(messages) + counts.malformed == len(batch) and counts.unknown == 0
+        malformed += counts.malformed
+        assert store.intake.counts.malformed == malformed  # what the link skipped reaches the diagnostics
         for m in messages:
             if isinstance(m, Metric):
                 metric_steps.append(m.step)
                 for name in m.values:
                     want[name] = want.get(name, 0) + 1
         check_store(store)
-    kept = {name: len(s) for name, s in store.series.items()}
+    kept = {name: len(s) for name, s in store.metrics.series.items()}
     assert all(kept[name] == want[name] for name in kept) and set(kept) <= set(want)
     if len(kept) < len(want):  # past the store's bound: the rest are counted, not kept
-        assert getattr(store, "refused_series", 0) > 0
+        assert store.metrics.refused_series > 0
     if metric_steps and kept:
-        assert store.step >= max(metric_steps)
+        assert store.run.step >= max(metric_steps)
+
+
+ended = st.builds(ChildExited, code=st.integers(-64, 255), detail=names, t=finite)
+launched = st.builds(Launched, name=names, started=finite)
+output = st.builds(OutputLines, lines=st.lists(names, max_size=5))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.one_of(status, ended, launched, output), max_size=8), min_size=1, max_size=8))
+def test_once_a_run_has_ended_it_stays_ended_at_one_time(batches):
+    """The run's own statuses and what the link sees of its process, in any order: nothing revives
+    a run that ended; while it is over its clock stands still (its end moves only with a later end
+    record); and only the run's own messages count as decoded."""
+    store = RunStore()
+    decoded = 0
+    for batch in batches:
+        was = (store.run.finished, store.run.ended)
+        store.ingest(batch)
+        decoded += sum(1 for m in batch if isinstance(m, Status))
+        run = store.run
+        assert store.intake.messages == decoded
+        if was[0]:
+            assert run.finished
+            final = [m for m in batch if isinstance(m, Status) and m.state in FINAL_STATES]
+            assert run.ended == (final[-1].t if final else was[1])
+        if run.finished:
+            assert run.ended is not None and run.elapsed() == run.elapsed(now=run.ended + 1e6)
 
 
 def test_backwards_steps_are_drawn_forward_and_counted():
     store = RunStore()
     for step in (10, 5, 20, -3, 20, 7):
         feed(store, [encode(Metric(step=step, t=0.0, values={"loss": 1.0}))])
-    s = store.series["loss"]
+    s = store.metrics.series["loss"]
     assert len(s) == 6 and s.first_step == 10 and s.last_step == 20
-    assert store.reordered == 3  # 5, -3 and 7 went backwards
+    assert store.metrics.reordered == 3  # 5, -3 and 7 went backwards
 
 
 def test_the_number_of_series_is_bounded():
     store = RunStore()
     feed(store, [encode(Metric(step=1, t=0.0, values={f"m{i}": 1.0 for i in range(10_000)}))])
     check_store(store)
-    assert len(store.series) < 10_000, f"{len(store.series)} series kept"
+    assert len(store.metrics.series) < 10_000, f"{len(store.metrics.series)} series kept"
 
 
 def test_names_are_bounded_in_length():
@@ -258,8 +290,8 @@ def test_names_are_bounded_in_length():
     feed(store, [encode(Metric(step=1, t=0.0, values={"n" * (1 << 20): 1.0})),
                  msgspec.json.encode({"type": "activations", "step": 1, "layer": "l" * (1 << 20), "rows": 1, "cols": 1,
                                       "lo": 0.0, "scale": 1.0, "cells": b"\0"})])
-    assert all(len(name) <= 4096 for name in store.series)
-    assert all(len(name) <= 4096 for name in store.activations)
+    assert all(len(name) <= 4096 for name in store.metrics.series)
+    assert all(len(name) <= 4096 for name in store.insights.activations.items)
 
 
 # ---------------------------------------------------------------------------------- Series
@@ -378,7 +410,7 @@ def test_corpus_through_the_store(path):
     counts = DecodeCounts()
     messages = feed(store, lines, counts)
     assert len(messages) + counts.malformed + counts.unknown == sum(1 for line in lines if line.strip())
-    assert store.messages == len(messages)
+    assert store.intake.messages == len(messages)
     check_store(store)
 
 

@@ -9,7 +9,7 @@ from textual.app import App, ComposeResult
 from textual.theme import Theme
 
 from neurotop.trainer.protocol import Activations, Hello, LayerInfo, Sample
-from neurotop.tui.store import RunStore
+from neurotop.tui.store import DeadUnits, RunStore
 from neurotop.tui.widgets.activations import ActivationsPane
 from neurotop.tui.widgets.heatmap import (
     ASCII_RAMP,
@@ -139,7 +139,7 @@ async def test_panes_draw_snapshots_and_switch_layers():
         await pilot.pause()
         title = str(acts.border_title)
         assert "Activations ◂ 2/2 ▸ encoder.1 (32 units × 32 samples) step 4,200" in title
-        assert acts.dead == 3
+        assert acts.dead == DeadUnits(3, 32)
         lines = [heatmap.render_line(y).text for y in range(heatmap.size.height)]
         assert "▀" in lines[0]
         assert "0 … 2.55 · dead 3/32" in str(acts.border_subtitle)  # the legend: off the picture
@@ -226,7 +226,7 @@ def test_model_order_wins_over_arrival_order():
     (-1.0, 2 / 255, [[127, 128], [0, 255]], 1),  # tanh: zero sits mid-range
 ])
 def test_dead_units(lo, scale, cells, dead):
-    from neurotop.tui.widgets.activations import dead_units
-
-    msg = activations("l", np.array(cells), lo=lo, scale=scale)
-    assert dead_units(msg, np.array(cells, np.uint8)) == dead
+    """Without a health report, the layer's dead units are counted on its latest snapshot."""
+    store = RunStore()
+    store.ingest([activations("l", np.array(cells), lo=lo, scale=scale)])
+    assert store.insights.dead_units("l") == DeadUnits(dead, len(cells))

@@ -268,13 +268,13 @@ def test_store_warns_once_when_a_layer_dies_and_again_when_it_recovers():
     store.ingest([health(1, 2), health(2, 6), health(3, 9), health(4, 6)])
     warnings = store.take_notices()
     assert len(warnings) == 1 and warnings[0].severity == "warning" and "enc" in warnings[0].text
-    assert store.dead_layers == {"enc"}
-    assert [(m.step, m.kind) for m in store.markers] == [(2, "dead")]
+    assert store.insights.health.dead == {"enc"}
+    assert [(m.step, m.kind) for m in store.metrics.markers] == [(2, "dead")]
     store.ingest([health(5, 3)])  # below the clearing threshold
     (recovered,) = store.take_notices()
-    assert "recovered" in recovered.text and store.dead_layers == set()
+    assert "recovered" in recovered.text and store.insights.health.dead == set()
     assert 6 / 10 > DEAD_ALERT
-    layer = store.health["enc"]
+    layer = store.insights.health.layers["enc"]
     steps, values = layer.scalars.view()
     assert steps.tolist() == [1, 2, 3, 4, 5] and values[:, 0].tolist() == pytest.approx([0.2, 0.6, 0.9, 0.6, 0.3])
     np.testing.assert_allclose(layer.unit_means, [0.0, 2.55])
@@ -283,9 +283,9 @@ def test_store_warns_once_when_a_layer_dies_and_again_when_it_recovers():
 def test_store_history_is_bounded_and_covers_the_whole_run():
     store = RunStore()
     store.ingest([health(step, step % 10) for step in range(1, 20_001)])
-    steps, values = store.health["enc"].scalars.view()
+    steps, values = store.insights.health.layers["enc"].scalars.view()
     assert len(steps) <= HISTORY_COLUMNS + 1 and steps[0] < 200 and steps[-1] == 20_000
-    assert store.health["enc"].scalars.values.nbytes == HISTORY_COLUMNS * 5 * 4
+    assert store.insights.health.layers["enc"].scalars.values.nbytes == HISTORY_COLUMNS * 5 * 4
     assert np.all(np.diff(steps) > 0)
     assert values[:, 0].mean() == pytest.approx(0.45, abs=0.02)  # merged, not dropped
 
@@ -302,12 +302,12 @@ def test_gradients_in_the_store():
     store = RunStore()
     store.ingest([Gradients(step=s, layers=["a", "b"], grad_norm=[s * 1.0, None], update_ratio=[1e-3, 2e-3])
                   for s in range(1, 6)])
-    flow = store.gradients
+    flow = store.insights.gradients.value
     steps, norms = flow.grad_norm.view()
     assert flow.layers == ["a", "b"] and steps.tolist() == [1, 2, 3, 4, 5]
     assert norms[:, 0].tolist() == [1, 2, 3, 4, 5] and np.isnan(norms[:, 1]).all()
     store.ingest([Gradients(step=6, layers=["c"], grad_norm=[1.0])])  # a new model: a new picture
-    assert store.gradients.layers == ["c"] and len(store.gradients.grad_norm) == 1
+    assert store.insights.gradients.value.layers == ["c"] and len(store.insights.gradients.value.grad_norm) == 1
 
 
 # ------------------------------------------------------------------------- the demo, in-process
@@ -321,14 +321,14 @@ def test_broken_demo_shows_a_dead_layer_in_its_journal(runs):
     msgs = [decode(line) for line in lines]
     store = RunStore()
     store.ingest(msgs)
-    first = store.health["encoder.1"].latest
+    first = store.insights.health.layers["encoder.1"].latest
     assert first.units == 32 and first.dead >= 24  # three quarters start dead and stay so
-    assert "encoder.1" in store.dead_layers
-    assert {m.kind for m in store.markers} >= {"dead"}
-    assert store.gradients is not None and store.gradients.layers == ["encoder.0", "encoder.2", "decoder.0",
+    assert "encoder.1" in store.insights.health.dead
+    assert {m.kind for m in store.metrics.markers} >= {"dead"}
+    assert store.insights.gradients.value is not None and store.insights.gradients.value.layers == ["encoder.0", "encoder.2", "decoder.0",
                                                                       "decoder.2"]
-    assert store.latent is not None and store.latent.points == 200 and len(store.latent.labels) == 200
-    assert store.signal is not None and len(store.signal.layers) == 7
+    assert store.insights.latent.value is not None and store.insights.latent.value.points == 200 and len(store.insights.latent.value.labels) == 200
+    assert store.insights.signal.value is not None and len(store.insights.signal.value.layers) == 7
 
 
 def test_monitor_counts_notes_for_the_run_listing(runs):

@@ -344,10 +344,10 @@ def test_a_real_divergence_trips_after_more_than_one_step_and_clears_the_alarm_w
     assert recovered.kind == "recovered"
     store = RunStore()
     store.ingest(read_journal(tmp_path / "r")[0][:-1])  # all but the end record
-    assert store.alert == "", "the header still shows an alarm for a spike that passed"
+    assert store.run.alert == "", "the header still shows an alarm for a spike that passed"
     store = RunStore()
     store.ingest([m for m in read_journal(tmp_path / "r")[0] if not (isinstance(m, Event) and m.kind == "recovered")])
-    assert "jumped" in store.alert  # shown while it lasts
+    assert "jumped" in store.run.alert  # shown while it lasts
 
 
 def test_a_nan_trips_the_guard_at_once():

@@ -8,7 +8,7 @@ import pytest
 from neurotop.trainer import journal
 from neurotop.trainer.protocol import Activations, Event, Hello, LayerInfo, Metric, ParamSpec, Status
 from neurotop.tui.app import NeurotopApp
-from neurotop.tui.link import Link
+from neurotop.tui.link import Link, OutputLines
 from neurotop.tui.system import HostSample, ProcSample, SystemSample
 from neurotop.tui.widgets.activations import ActivationsPane
 from neurotop.tui.widgets.log_pane import KEEP, LogPane
@@ -34,7 +34,7 @@ def metrics_only(steps: int = 600) -> list:
 
 async def settled(pilot, lines: int = 2) -> None:
     app = pilot.app
-    await until(pilot, lambda: app.store.finished and app.store.output_total >= lines)
+    await until(pilot, lambda: app.store.run.finished and app.store.output.total >= lines)
 
     def painted() -> bool:
         """A pane that appears moves the others: paint until each shows what the store holds at
@@ -42,8 +42,8 @@ async def settled(pilot, lines: int = 2) -> None:
         app.dashboard.repaint_text()
         app.dashboard.repaint_pictures()
         chart, acts = app.query_one(LossChart), app.query_one(ActivationsPane)
-        return (acts.display == bool(app.store.activations) and len(app.query_one(LogPane).lines) >= min(lines, KEEP)
-                and chart.panels == panels_for(list(app.store.series), chart.size.height)[0])
+        return (acts.display == bool(app.store.insights.activations.items) and len(app.query_one(LogPane).lines) >= min(lines, KEEP)
+                and chart.panels == panels_for(list(app.store.metrics.series), chart.size.height)[0])
 
     await until(pilot, painted)
     await pilot.pause()
@@ -96,14 +96,15 @@ def system_sample() -> SystemSample:
     return SystemSample(t=T0, host=HostSample(cpu_pct=31.0, cpu_count=16, ram_used=int(1.7 * 2**30),
                                               ram_total=24 * 2**30),
                         gpus=(), gpu_status="no NVIDIA GPU (NVML not found)",
-                        proc=ProcSample(pid=1, alive=True, cpu_pct=96.0, rss=int(1.1 * 2**30), nprocs=3))
+                        proc=ProcSample(pid=1, alive=True, cpu_pct=96.0, rss=int(1.1 * 2**30), nprocs=3),
+                        ui=ProcSample(pid=2, alive=True, cpu_pct=4.0, rss=180 * 2**20, nprocs=1))
 
 
 async def test_80x24_shows_every_figure_with_nothing_wrapped_mid_word(tmp_path):
     app = attached(tmp_path, demo_messages(), show_ui_cost=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await settled(pilot)
-        app.store.set_system(system_sample())
+        app.store.ingest([system_sample()])
         app.store.ingest([Activations(step=600, layer="dec.relu", rows=16, cols=8, lo=0.0, scale=0.01,
                                       cells=bytes(128), units=16)])  # a second layer: the selector shows
 
@@ -232,6 +233,9 @@ async def test_header_is_one_line_with_state_step_and_elapsed_at_every_size(tmp_
     app = attached(tmp_path, demo_messages(), show_ui_cost=True)
     async with app.run_test(size=size) as pilot:
         await settled(pilot)
+        app.store.ingest([system_sample()])  # the UI's own cost comes with the system sample
+        app.dashboard.repaint_text()
+        await until(pilot, lambda: "ui " in screen_text(app)[0])
         header = screen_text(app)[0]
         for figure in ("● finished", "step 600", "00:00:06", "mon 0.0%", "ui "):
             assert figure in header, (figure, header)
@@ -271,7 +275,7 @@ async def test_new_output_does_not_move_what_you_read_back(tmp_path):
         log = await reading_output(pilot)
         await pilot.press("pageup")
         before = log_rows(app)
-        app.store.add_output([f"fresh {i}" for i in range(5)])
+        app.store.ingest([OutputLines([f"fresh {i}" for i in range(5)])])
         app.dashboard.repaint_pictures()
         await until(pilot, lambda: len(log.lines) == 305)
         assert log_rows(app) == before and "↓" in str(log.border_subtitle)

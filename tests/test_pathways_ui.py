@@ -62,7 +62,7 @@ def attached_app(run_dir, **kw):
 
 
 async def open_pathways(pilot, app, layer="enc.relu"):
-    await until(pilot, lambda: app.store.finished and layer in app.store.health)
+    await until(pilot, lambda: app.store.run.finished and layer in app.store.insights.health.layers)
     await pilot.press("v")
     await until(pilot, lambda: isinstance(app.screen, PathwaysScreen))
     screen = app.screen
@@ -81,7 +81,7 @@ async def test_pathways_open_switch_layers_sort_and_go_back(runs):
         assert [r.label for r in rows] == LAYERS  # model order, from the hello
         assert rows[0].alert and not rows[1].alert and rows[0].right == "75% dead"
         assert "dead: enc.relu" in health.border_title
-        assert any(m.kind == "dead" and m.step == 300 for m in app.store.markers)
+        assert any(m.kind == "dead" and m.step == 300 for m in app.store.metrics.markers)
         # the strip shows the layer dying: cold before step 300, hot after
         assert rows[0].values[0] == 1 / 16 and rows[0].values[-1] == 12 / 16
         # activation history: first layer, switch with ] and [, sort by variance with s
@@ -93,7 +93,7 @@ async def test_pathways_open_switch_layers_sort_and_go_back(runs):
         assert history.current_layer == "enc.relu"
         await pilot.press("s")
         assert history.sort == "variance"
-        spreads = app.store.health["enc.relu"].unit_spreads
+        spreads = app.store.insights.health.layers["enc.relu"].unit_spreads
         assert list(history.unit_order) == list(np.argsort(-spreads, kind="stable"))
         assert history.heatmap.grid.shape == (16, 12)  # units × snapshots
         # gradient flow, latent, pathway, notes
@@ -125,7 +125,7 @@ async def test_a_typed_note_shows_in_the_notes_pane(runs):
     app = NeurotopApp(lambda store, notify: Link.spawn(scripted("--rate", "300"), run_dir, store, notify),
                       name="scripted", sample_system=False)
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: app.store.hello is not None and app.store.step > 5)
+        await until(pilot, lambda: app.store.run.hello is not None and app.store.run.step > 5)
         await pilot.press("v")
         await until(pilot, lambda: isinstance(app.screen, PathwaysScreen))
         pathways = app.screen
@@ -146,11 +146,11 @@ async def test_compare_overlays_a_second_run_on_the_chart_and_the_strips(runs):
                       name="other")
     app = attached_app(mine, compare=other)
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: app.compare_store is not None and app.compare_store.finished
-                    and "enc.relu" in app.compare_store.health)
+        compared = app.compare.store
+        await until(pilot, lambda: compared.run.finished and "enc.relu" in compared.insights.health.layers)
         chart = app.query_one(LossChart)
-        assert chart.compare is app.compare_store and app.compare_store.name == "other"
-        await until(pilot, lambda: chart._seen is not None and chart._seen[-1] is not None)
+        assert chart.compare is compared and compared.run.name == "other"
+        await until(pilot, lambda: "≈ other" in str(chart.border_title))  # the other run's loss, drawn
         screen = await open_pathways(pilot, app)
         rows = screen.query_one(HealthPane).timeline.rows
         labels = [r.label for r in rows]
@@ -167,26 +167,27 @@ async def test_the_compare_picker_attaches_and_detaches(runs):
     app = attached_app(mine)
     async with app.run_test(size=(100, 30)) as pilot:
         await open_pathways(pilot, app)
-        assert app.compare_store is None
+        assert app.compare.store is None
         await pilot.press("o")
         await until(pilot, lambda: isinstance(app.screen, RunPicker))
         assert len(app.screen.runs) == 1  # the run on screen is not offered
         await pilot.press("enter")  # the highlighted (only) run
-        await until(pilot, lambda: app.compare_store is not None and app.compare_store.finished)
-        assert app.compare_store.name == "other" and app.query_one(LossChart).compare is app.compare_store
+        await until(pilot, lambda: app.compare.store is not None and app.compare.store.run.finished)
+        assert app.compare.store.run.name == "other"
+        await until(pilot, lambda: any(r.dim for r in app.screen.query_one(HealthPane).timeline.rows))  # under ours
         assert isinstance(app.screen, PathwaysScreen)
         await pilot.press("o")
         await until(pilot, lambda: isinstance(app.screen, RunPicker))
         await pilot.press("enter")  # "(stop comparing)" comes first
-        await until(pilot, lambda: app.compare_store is None)
-        assert app.query_one(LossChart).compare is None
+        await until(pilot, lambda: app.compare.store is None)
+        await until(pilot, lambda: not any(r.dim for r in app.screen.query_one(HealthPane).timeline.rows))
 
 
 async def test_pathways_wait_politely_for_a_run_without_insights(runs):
     run_dir = write_run(runs, demo_messages(100))
     app = attached_app(run_dir)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.store.finished)
+        await until(pilot, lambda: app.store.run.finished)
         await pilot.press("v")
         await until(pilot, lambda: isinstance(app.screen, PathwaysScreen))
         app.screen.repaint_all()
@@ -234,5 +235,5 @@ async def test_hostile_insight_messages_are_drawn_without_harm(runs):
         await pilot.press("right_square_bracket", "s", "s", "m", "m", "m", "u")
         screen.repaint_all()
         await pilot.pause()
-        assert app.is_running and len(app.store.gradients.layers) <= 128
+        assert app.is_running and len(app.store.insights.gradients.value.layers) <= 128
         assert screen.query_one(LatentPlot).shown.points == 3

@@ -49,10 +49,10 @@ def journaled(run_dir, kind):
 
 async def finished_run(app, pilot):
     store = app.store
-    await until(pilot, lambda: store.finished)
-    await until(pilot, lambda: any(line == "Done." for line in store.output))
-    assert store.state == "finished" and store.exit_code == 0
-    assert store.hello.controls == PLAIN_CONTROLS and not store.hello.params  # no SDK: its supervisor said hello
+    await until(pilot, lambda: store.run.finished)
+    await until(pilot, lambda: any(line == "Done." for line in store.output.lines))
+    assert store.run.state == "finished" and store.run.exit_code == 0
+    assert store.run.hello.controls == PLAIN_CONTROLS and not store.run.hello.params  # no SDK: its supervisor said hello
     await until(pilot, lambda: "Done." in log_text(app))
     return store
 
@@ -61,8 +61,8 @@ async def test_printed_losses_fill_the_chart(runs):
     app, run_dir = run_app(runs)
     async with app.run_test(size=(120, 40)) as pilot:
         store = await finished_run(app, pilot)
-        assert {"loss", "val_loss", "val_acc"} <= set(store.series)
-        loss, val = store.series["loss"], store.series["val_loss"]
+        assert {"loss", "val_loss", "val_acc"} <= set(store.metrics.series)
+        loss, val = store.metrics.series["loss"], store.metrics.series["val_loss"]
         assert len(loss) == 18 and len(val) == 2  # 9 Train lines an epoch, one validation line
         # steps come from "[640/1437 (45%)]" and the epoch; a validation line (no step of its own)
         # goes at the last step printed before it, not at its line number
@@ -87,7 +87,7 @@ async def test_a_plain_run_restarts_under_a_new_supervisor(runs):
         await until(pilot, lambda: type(app.screen).__name__ == "ChoiceScreen")
         await pilot.press("y")
         await until(pilot, lambda: app.link.run_dir != first)
-        await until(pilot, lambda: app.store.state == "finished" and app.store.exit_code == 0)
+        await until(pilot, lambda: app.store.run.state == "finished" and app.store.run.exit_code == 0)
     second = app.link.run_dir
     assert journal.RunInfo.load(second).supervisor != journal.RunInfo.load(first).supervisor
     assert {name for m in journaled(second, Metric) for name in m.values} == {"train_loss"}  # same options
@@ -97,8 +97,8 @@ async def test_no_parse_shows_lines_but_no_series(runs):
     app, run_dir = run_app(runs, ["--no-parse"])
     async with app.run_test(size=(120, 40)) as pilot:
         store = await finished_run(app, pilot)
-        assert store.series == {}
-        assert sum(1 for line in store.output if line.startswith("Train Epoch:")) == 18
+        assert store.metrics.series == {}
+        assert sum(1 for line in store.output.lines if line.startswith("Train Epoch:")) == 18
         assert FIRST_LINE in log_text(app)
         await until(pilot, lambda: "declared no parameters" in str(app.query_one(ParamsPane).render()))
     assert journaled(run_dir, Metric) == []
@@ -108,9 +108,9 @@ async def test_metric_regex_reads_only_what_it_names(runs):
     app, _ = run_app(runs, ["--metric-regex", r"Epoch: (?P<epoch>\d+) .*Loss: (?P<train_loss>[-\d.e]+)"])
     async with app.run_test(size=(120, 40)) as pilot:
         store = await finished_run(app, pilot)
-        assert set(store.series) == {"train_loss"}
-        assert len(store.series["train_loss"]) == 18
-        assert store.epoch == 2
+        assert set(store.metrics.series) == {"train_loss"}
+        assert len(store.metrics.series["train_loss"]) == 18
+        assert store.run.epoch == 2
         assert FIRST_LINE in log_text(app)
 
 
@@ -125,21 +125,21 @@ async def test_plain_run_pauses_for_real_and_stops_as_stopped(runs):
     app, run_dir = run_app(runs, argv=SLOW_PLAIN)
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
-        await until(pilot, lambda: store.step > 0)
-        child = store.hello.pid
+        await until(pilot, lambda: store.run.step > 0)
+        child = store.run.hello.pid
         socket_path = journal.RunInfo.load(run_dir).socket  # the supervisor's, owner-only
         assert os.stat(socket_path).st_mode & 0o777 == 0o600
         await pilot.press("p")
-        await until(pilot, lambda: store.state == "paused")
+        await until(pilot, lambda: store.run.state == "paused")
         assert process_state(child) == "T"  # stopped by SIGSTOP, not "pausing at the next step"
         await pilot.press("p")
-        await until(pilot, lambda: store.state == "running" and process_state(child) != "T")
+        await until(pilot, lambda: store.run.state == "running" and process_state(child) != "T")
         await pilot.press("n")
         await pilot.pause(0.2)
         await pilot.press(*"lr looks high", "enter")
-        await until(pilot, lambda: any(isinstance(e, Event) and e.kind == "note" for e in store.events))
+        await until(pilot, lambda: any(isinstance(e, Event) and e.kind == "note" for e in store.events.entries))
         await pilot.press("q", "s")
-        await until(pilot, lambda: store.state == "stopped", timeout=15)
+        await until(pilot, lambda: store.run.state == "stopped", timeout=15)
     wait_for(lambda: not journal.pid_alive(child), timeout=10)
     info = journal.RunInfo.load(run_dir)
     assert info.state == "stopped" and info.notes == 1
@@ -243,11 +243,11 @@ def test_a_paused_command_that_ignores_sigterm_is_still_stopped(runs):
     store = RunStore(name="stubborn")
     link = Link.supervise(STUBBORN, run_dir, store, lambda: None)
     try:
-        wait_for(lambda: store.step > 3)
+        wait_for(lambda: store.run.step > 3)
         link.send(Command(action="pause", source="ui"))
-        wait_for(lambda: store.state == "paused")
+        wait_for(lambda: store.run.state == "paused")
         link.stop(grace=STOP_GRACE + 5)
-        assert store.state == "stopped" and store.exit_code == -9
-        assert store.detail == "asked to stop; it was killed by SIGKILL"
+        assert store.run.state == "stopped" and store.run.exit_code == -9
+        assert store.run.detail == "asked to stop; it was killed by SIGKILL"
     finally:
         link.detach()

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.conftest import run_of, until
+from tests.conftest import until
 from tests.journals import T0, demo_messages, write_run
 from neurotop.trainer import journal
 from neurotop.tui.app import NeurotopApp
@@ -76,9 +76,8 @@ def fixed_psutil() -> SimpleNamespace:
 
 def journal_read(store) -> bool:
     """The whole fixed journal is in the store, and the run's two lines of output."""
-    run = run_of(store)
-    output = store.output.total if hasattr(store.output, "total") else store.output_total
-    return (run.finished or not run.read_only) and run.step == STEPS and output == 2
+    run = store.run
+    return (run.finished or not run.read_only) and run.step == STEPS and store.output.total == 2
 
 
 async def settled(pilot) -> None:

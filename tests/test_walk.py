@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from textual.screen import ModalScreen
 
-from tests.conftest import run_of, scripted, until
+from tests.conftest import scripted, until
 from tests.journals import demo_messages, write_run
 from neurotop.trainer import journal
 from neurotop.tui.app import NeurotopApp
@@ -80,7 +80,7 @@ RUNS = {"sdk": sdk_app, "plain": plain_app, "finished": finished_app}
 
 
 def started(app: NeurotopApp) -> bool:
-    run = run_of(app.store)
+    run = app.store.run
     return run.finished if run.read_only else run.step > 0
 
 
@@ -132,7 +132,7 @@ class Walk:
         try:
             await until(self.pilot, predicate, timeout)
         except AssertionError:
-            raise AssertionError(f"{what}: not seen after {self.pressed[-6:]} (run {run_of(self.app.store).state}; "
+            raise AssertionError(f"{what}: not seen after {self.pressed[-6:]} (run {self.app.store.run.state}; "
                                  f"toasts {self.toasts[-4:]})") from None
 
     def healthy(self) -> None:
@@ -204,7 +204,7 @@ class Walk:
 
     async def effect(self, screen, key, binding, mark, before_theme) -> None:
         """What the description promises, where it shows."""
-        app, run = self.app, run_of(self.app.store)
+        app, run = self.app, self.app.store.run
         if binding.id == "run.pause":
             live = not run.finished and not run.read_only
             refused = lambda: any(sev in ("warning", "error") for _, sev in self.toasts[mark:])

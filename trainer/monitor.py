@@ -129,10 +129,10 @@ class Monitor:
         journal_fd = os.open(self.run_dir / journal.JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.writer = Writer(journal_fd, _fd_from_env(ENV_EVENTS_FD), self._observe, self._heartbeat)
         self.writer.put(self._hello(device))
-        self._take_env_params()
         resume = os.environ.get(ENV_RESUME)
         if resume:
             self._restore(Path(resume), source="restart")
+        self._take_env_params()  # after the restore: the changes are made at the step the run resumes from
         self.control = ControlServer(self.run_dir, _fd_from_env(ENV_CONTROL_FD), self.submit,
                                      lambda text, source: self.note(text, kind="warning", source=source))
         self._update_info(socket=self.control.socket_path)
@@ -374,6 +374,7 @@ class Monitor:
         if source == "restart":  # the restart's own values (NEUROTOP_PARAMS) stand
             if restored.step is not None:
                 self.step_count = restored.step
+                self._last_rate = (time.perf_counter(), restored.step)  # the speed counts this run's steps only
             self.spike_guard.expect(restored.level, "after the restart")
         else:
             changed = self._restore_params(restored, source)

@@ -30,7 +30,8 @@ from neurotop.tui.screens.dashboard import DashboardScreen
 from neurotop.tui.screens.diagnostics import DiagnosticsScreen
 from neurotop.tui.screens.edit import PromptScreen
 from neurotop.tui.screens.help import HelpScreen
-from neurotop.tui.screens.pathways import PathwaysScreen, attach_compare
+from neurotop.tui.compare import Compare
+from neurotop.tui.screens.pathways import PathwaysScreen
 from neurotop.tui.screens.quit import QuitScreen
 from neurotop.tui.store import RunStore
 from neurotop.tui.system import SystemSampler
@@ -92,9 +93,8 @@ class NeurotopApp(App[str | None]):
                  pictures_hz: float = 0.5, sample_system: bool = True, read_only: bool = False,
                  show_ui_cost: bool = True, compare=None) -> None:
         super().__init__()
-        self.compare_dir = compare  # --compare RUN: another run's journal, overlaid (neurotop.tui.screens.pathways)
-        self.compare_store: RunStore | None = None
-        self.compare_link: Link | None = None
+        self.compare_dir = compare  # --compare RUN: another run's journal, overlaid (neurotop.tui.compare)
+        self.compare = Compare(lambda: self.post_message(RunUpdated()))
         self.store = RunStore(name=name, read_only=read_only)
         self.link_factory = link_factory
         self.link: Link | None = None
@@ -113,7 +113,7 @@ class NeurotopApp(App[str | None]):
 
     # ------------------------------------------------------------------------------ layout
     def get_default_screen(self) -> DashboardScreen:
-        self.dashboard = DashboardScreen(self.store, refresh_hz=self.refresh_hz, pictures_hz=self.pictures_hz,
+        self.dashboard = DashboardScreen(refresh_hz=self.refresh_hz, pictures_hz=self.pictures_hz,
                                          show_ui_cost=self.show_ui_cost)
         return self.dashboard
 
@@ -124,14 +124,16 @@ class NeurotopApp(App[str | None]):
             self.sample_system_forever()
         for problem in self.theme_problems:
             self.notify(problem, severity="warning")
-        if self.compare_dir is not None:  # once the dashboard's chart is there to overlay
-            self.call_after_refresh(attach_compare, self, self.compare_dir)
+        if self.compare_dir is not None:
+            self.compare.open(self.compare_dir)
 
     # ------------------------------------------------------------------------------ the run
     def on_run_updated(self, _: RunUpdated) -> None:
         self._show_notices()
         store = self.store
-        controls = (store.state, store.hello is None, store.read_only, len(store.params))
+        with store.lock:
+            run = store.run
+            controls = (run.state, run.hello is None, run.read_only, len(store.params.specs))
         if controls != self._controls_seen:  # what the footer offers depends on these
             self._controls_seen = controls
             self.refresh_bindings()
@@ -139,10 +141,11 @@ class NeurotopApp(App[str | None]):
     def _show_notices(self) -> None:
         for notice in self.store.take_notices():
             self.notify(notice.text, severity=notice.severity, timeout=6)
-        if self.store.versions["diverged"] != self._diverged_seen:
-            self._diverged_seen = self.store.versions["diverged"]
-            if self.store.diverged is not None and self.store.state != "finished":
-                self._offer_guard_choices(self.store.diverged.text)
+        run = self.store.run
+        if run.divergences != self._diverged_seen:
+            self._diverged_seen = run.divergences
+            if run.diverged is not None and run.state != "finished":
+                self._offer_guard_choices(run.diverged.text)
 
     def _offer_guard_choices(self, text: str) -> None:
         """The guard paused the run: roll back, halve the learning rate, or go on."""
@@ -152,8 +155,8 @@ class NeurotopApp(App[str | None]):
         def chosen(answer: str | None) -> None:
             if answer == "rollback":
                 self.send(Command(action="rollback", source="ui"))
-            elif answer == "halve" and "lr" in self.store.params:
-                lr = self.dashboard.params.latest(self.store.params["lr"])
+            elif answer == "halve" and "lr" in self.store.params.specs:
+                lr = self.dashboard.params.latest(self.store.params.specs["lr"])
                 self.send(Command(action="set", name="lr", value=lr / 2, source="ui"))
             if answer is not None:
                 self.send(Command(action="resume", source="ui"))
@@ -161,7 +164,7 @@ class NeurotopApp(App[str | None]):
         self.push_screen(ChoiceScreen("Training diverged", text, choices), chosen)
 
     def on_system_sampled(self, message: SystemSampled) -> None:
-        self.store.set_system(message.sample)
+        self.store.ingest([message.sample])
 
     @work(thread=True, exclusive=True, group="system")
     def sample_system_forever(self) -> None:
@@ -211,24 +214,24 @@ class NeurotopApp(App[str | None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Pause shows while running, Resume while paused; a key the run cannot take is dimmed
         (``None``), and pressing it says why (``on_key``)."""
-        paused = self.store.state == "paused"
+        paused = self.store.run.state == "paused"
         if (action == "pause" and paused) or (action == "resume" and not paused):
             return False
         return None if self.why_unavailable(action) else True
 
     def why_unavailable(self, action: str, parameters: tuple[object, ...] = ()) -> str | None:
-        store = self.store
+        run = self.store.run
         if action in RUN_ACTIONS:
-            if store.finished:
-                return f"the run has {store.state}: commands no longer reach it"
-            if store.read_only:
+            if run.finished:
+                return f"the run has {run.state}: commands no longer reach it"
+            if run.read_only:
                 return "attached read-only"
-            if store.hello is None:
+            if run.hello is None:
                 return "the run has not said hello yet: nothing listens"
-            if store.hello.controls and action not in store.hello.controls:
+            if run.hello.controls and action not in run.hello.controls:
                 return "a command without the neurotop SDK cannot do that (pause, note and stop work)"
         if action == "restart":
-            if not store.finished:
+            if not run.finished:
                 return "the run is still going: stop it first (q, then s)"
             if self.link is None or not self.link.argv:
                 return "its command is unknown"
@@ -247,7 +250,7 @@ class NeurotopApp(App[str | None]):
     # ------------------------------------------------------------------------- run-level keys
     def action_pause(self) -> None:
         self.send(Command(action="pause", source="ui"))
-        plain = self.store.hello is not None and bool(self.store.hello.controls)
+        plain = self.store.run.hello is not None and bool(self.store.run.hello.controls)
         self.notify("pausing…" if plain else "pausing at the next step…", timeout=2)
 
     def action_resume(self) -> None:
@@ -263,7 +266,7 @@ class NeurotopApp(App[str | None]):
             if text and text.strip():
                 self.send(Command(action="note", text=text.strip(), source="ui"))
 
-        self.push_screen(PromptScreen(f"Note at step {self.store.step:,}", "Journaled with the step and time."), typed)
+        self.push_screen(PromptScreen(f"Note at step {self.store.run.step:,}", "Journaled with the step and time."), typed)
 
     def action_next_theme(self) -> None:
         names = self.theme_names or [self.theme]
@@ -281,7 +284,7 @@ class NeurotopApp(App[str | None]):
         """Start the run again as a new run: from its last checkpoint when there is one, with the
         current parameter values. Asks first."""
         checkpoint = journal.latest_checkpoint(self.link.run_dir)
-        params = {name: spec.value for name, spec in self.store.params.items()}
+        params = {name: spec.value for name, spec in self.store.params.specs.items()}
         where = f"from {checkpoint.name}" if checkpoint else "from scratch (no checkpoint)"
 
         def chosen(answer: str | None) -> None:
@@ -297,9 +300,10 @@ class NeurotopApp(App[str | None]):
         env = {ENV_PARAMS: json.dumps(params)} if params else {}
         if checkpoint is not None:
             env[ENV_RESUME] = str(checkpoint)
-        run_dir = journal.create_run_dir(old.run_dir.parent, self.store.name or old.run_dir.name)
-        self.store.reset()
-        self.link = old.respawn(run_dir, env)
+        run_dir = journal.create_run_dir(old.run_dir.parent, self.store.run.name or old.run_dir.name)
+        self.store = RunStore(name=self.store.run.name)  # a new run: its own step, clock and speed
+        self._diverged_seen = 0
+        self.link = old.respawn(run_dir, self.store, env)
         self.notify(f"restarted as {run_dir.name}")
 
     def action_help(self) -> None:
@@ -308,7 +312,7 @@ class NeurotopApp(App[str | None]):
     def action_quit_run(self) -> None:
         """Once the run has ended (or is only watched) there is nothing to decide: quit at once.
         While it goes on: stop it, or leave it running."""
-        if self.store.finished or self.link is None or self.store.read_only:
+        if self.store.run.finished or self.link is None or self.store.run.read_only:
             self.exit(None)
             return
         self.push_screen(QuitScreen(attach_command(self.link.run_dir)), self._quit_chosen)

@@ -153,49 +153,51 @@ def launch(root: Path, name: str, args: argparse.Namespace, start: Start) -> int
 
 
 def after_ui(app, run_dir: Path, result: str | None) -> int:
-    """What a person needs on the terminal once the UI is gone."""
-    store = app.store
-    if result == "detach" and not store.finished:
+    """What a person needs on the terminal once the UI is gone (about the run shown last: a
+    restart made a new one)."""
+    run, run_dir = app.store.run, app.link.run_dir if app.link is not None else run_dir
+    if result == "detach" and not run.finished:
         print(f"The run goes on (pid {app.link.pid if app.link else '?'}). Reopen it with:\n"
               f"  {attach_command(run_dir)}")
     else:
-        print(f"run {run_dir.name}: {store.state}, step {store.step:,}. Journal: {run_dir / journal.JOURNAL}")
-    return 0 if store.state in ("finished", "stopped", "running", "paused") else 1
+        print(f"run {run_dir.name}: {run.state}, step {run.step:,}. Journal: {run_dir / journal.JOURNAL}")
+    return 0 if run.state in ("finished", "stopped", "running", "paused") else 1
 
 
 def headless(run_dir: Path, name: str, start: Start, every: float = 10.0) -> int:
     """No UI: the same run directory and journal; a short line every ``every`` seconds."""
     store = RunStore(name=name)
     link = start(run_dir, store, lambda: None)
+    run = store.run
     print(f"run {run_dir.name}\njournal {run_dir / journal.JOURNAL}\n"
           f"attach with: {attach_command(run_dir)}", flush=True)
     next_line, first_step_told = time.monotonic() + every, False
     try:
-        while not store.finished:
+        while not run.finished:
             _wait_unless_finished(store, 0.5)
-            if store.finished:
+            if run.finished:
                 break  # end promptly: the closing line below says how it went
-            if time.monotonic() < next_line and (first_step_told or store.step == 0):
+            if time.monotonic() < next_line and (first_step_told or run.step == 0):
                 continue  # a line every `every` seconds, and one as soon as the first step is in
-            first_step_told = first_step_told or store.step > 0
+            first_step_told = first_step_told or run.step > 0
             next_line = time.monotonic() + every
-            print(f"{time.strftime('%H:%M:%S')} {store.state} step {store.step:,} "
-                  f"{store.steps_per_s:,.0f} it/s" + _last_loss(store), flush=True)
+            print(f"{time.strftime('%H:%M:%S')} {run.state} step {run.step:,} "
+                  f"{run.steps_per_s:,.0f} it/s" + _last_loss(store), flush=True)
     except KeyboardInterrupt:
         link.stop()
-    print(f"run {run_dir.name}: {store.state} ({store.detail or 'ok'}), step {store.step:,}", flush=True)
-    return 0 if store.state in ("finished", "stopped") else 1
+    print(f"run {run_dir.name}: {run.state} ({run.detail or 'ok'}), step {run.step:,}", flush=True)
+    return 0 if run.state in ("finished", "stopped") else 1
 
 
 def _wait_unless_finished(store: RunStore, seconds: float) -> None:
     deadline = time.monotonic() + seconds
-    while not store.finished and time.monotonic() < deadline:
+    while not store.run.finished and time.monotonic() < deadline:
         time.sleep(0.1)
 
 
 def _last_loss(store: RunStore) -> str:
     with store.lock:
-        parts = [f"{name} {s.last_value:.4g}" for name, s in store.series.items() if len(s) and "loss" in name]
+        parts = [f"{name} {s.last_value:.4g}" for name, s in store.metrics.series.items() if len(s) and "loss" in name]
     return ("  " + "  ".join(parts)) if parts else ""
 
 

@@ -1,7 +1,9 @@
 """The link to a run: spawn a child or attach to one; reader threads feed the store.
 
-Reader threads only decode, ingest into the ``RunStore`` (which has its own lock) and call
-``notify`` (the app's thread-safe ``post_message``). They never touch widgets.
+Reader threads only decode and post messages into the ``RunStore``'s ``ingest`` (which has its own
+lock): the run's own messages, and what the link itself sees (the process started or exited, its
+output lines, lines it had to skip, a run found lost). They never write store fields, never touch
+widgets, and call ``notify`` (the app's thread-safe ``post_message``).
 
 A spawned child gets two pipes (events, control) whose fd numbers it finds in its environment,
 its stdout/stderr go straight to ``output.log`` (so a dead UI can never block or kill it), and it
@@ -23,18 +25,73 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Protocol
+
+import msgspec
 
 from neurotop.trainer import journal
-from neurotop.trainer.protocol import (ENV_CONTROL_FD, ENV_EVENTS_FD, ENV_RUN_DIR, MAX_EVENT_LINE, Command, LineFramer,
-                                       decode_lines, encode)
+from neurotop.trainer.protocol import (ENV_CONTROL_FD, ENV_EVENTS_FD, ENV_RUN_DIR, MAX_EVENT_LINE, Command,
+                                       DecodeCounts, LineFramer, Status, decode_lines, encode)
 from neurotop.tui.parse import OutputParser, ParsedLine
-from neurotop.tui.store import RunStore
 
 POLL_INTERVAL = 0.2
 SUPERVISOR_MODULE = "neurotop.tui.supervisor"
 SUPERVISOR_START_TIMEOUT = 30.0
 READ_CHUNK = 1 << 20
+FINAL_STATES = ("finished", "failed", "stopped", "lost")
+
+
+class RunSink(Protocol):
+    """Where a link posts what it reads: ``neurotop.tui.store.RunStore`` (the link sits below the
+    store and never imports it). ``run`` is read for the run's state, step and hello."""
+
+    run: Any
+
+    def ingest(self, batch: list) -> None: ...
+
+
+# ------------------------------------------- what the link itself sees, posted beside the run's messages
+class Launched(msgspec.Struct, frozen=True):
+    """The link started (or found) the run's process: it is running, under this name, since then."""
+
+    name: str
+    started: float
+
+
+class OutputLines(msgspec.Struct, frozen=True):
+    """Lines the run printed (stdout and stderr, from ``output.log``)."""
+
+    lines: list[str]
+
+
+class ChildExited(msgspec.Struct, frozen=True):
+    """The run's process is gone, with this exit code, at ``t``. A clean end record wins."""
+
+    code: int
+    detail: str
+    t: float
+
+
+class Skipped(msgspec.Struct, frozen=True):
+    """Lines a reader could not use: malformed, of an unknown type, or torn at the end."""
+
+    malformed: int = 0
+    unknown: int = 0
+    torn: int = 0
+    last_error: str = ""
+
+
+#: What the link posts besides the run's own messages (``RunStore.HANDLERS`` has one handler each).
+LOCAL_MESSAGES = (Launched, OutputLines, ChildExited, Skipped)
+
+
+def skipped(counts: DecodeCounts) -> list[Skipped]:
+    """What ``decode_lines`` counted, as a message for ``ingest`` (none when nothing was skipped)."""
+    if not (counts.malformed or counts.unknown or counts.torn):
+        return []
+    return [Skipped(counts.malformed, counts.unknown, counts.torn, counts.last_error)]
+
+
 
 
 class LinkClosed(Exception):
@@ -44,7 +101,7 @@ class LinkClosed(Exception):
 class Link:
     """One run as seen from the UI. Build with ``spawn`` or ``attach``."""
 
-    def __init__(self, store: RunStore, run_dir: Path, notify: Callable[[], None]) -> None:
+    def __init__(self, store: RunSink, run_dir: Path, notify: Callable[[], None]) -> None:
         self.store, self.run_dir, self.notify = store, run_dir, notify
         self.process: subprocess.Popen | None = None
         self.supervisor: subprocess.Popen | None = None
@@ -59,7 +116,7 @@ class Link:
 
     # ------------------------------------------------------------------------------ spawn
     @classmethod
-    def spawn(cls, argv: list[str], run_dir: Path, store: RunStore, notify: Callable[[], None],
+    def spawn(cls, argv: list[str], run_dir: Path, store: RunSink, notify: Callable[[], None],
               env: dict[str, str] | None = None) -> "Link":
         """An SDK command as this process's own child, its events on a pipe (``neurotop demo``)."""
         link = cls(store, run_dir, notify)
@@ -70,7 +127,7 @@ class Link:
         child_env = dict(os.environ if env is None else env)
         child_env.update({ENV_EVENTS_FD: str(events_w), ENV_CONTROL_FD: str(control_r),
                           ENV_RUN_DIR: str(run_dir), "PYTHONUNBUFFERED": "1"})
-        info = journal.RunInfo(id=run_dir.name, name=store.name or run_dir.name, command=list(argv))
+        info = journal.RunInfo(id=run_dir.name, name=store.run.name or run_dir.name, command=list(argv))
         out = os.open(run_dir / journal.OUTPUT, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             link.process = subprocess.Popen(
@@ -84,7 +141,7 @@ class Link:
             os.close(out)
             info.state, info.exit_code = "failed", 127
             info.save(run_dir)
-            store.child_exited(127, f"could not start: {err.strerror or err}")
+            store.ingest([ChildExited(127, f"could not start: {err.strerror or err}", time.time())])
             link._start(link._tail_output)
             return link
         os.close(out)
@@ -92,7 +149,7 @@ class Link:
             os.close(fd)
         info.pid = link.process.pid
         info.save(run_dir)
-        store.state = "running"
+        store.ingest([Launched(info.name, info.started)])
         link._control = control_w
         link._start(link._read_pipe, events_r)
         link._start(link._tail_output)
@@ -100,14 +157,14 @@ class Link:
         return link
 
     @classmethod
-    def supervise(cls, argv: list[str], run_dir: Path, store: RunStore, notify: Callable[[], None],
+    def supervise(cls, argv: list[str], run_dir: Path, store: RunSink, notify: Callable[[], None],
                   env: dict[str, str] | None = None, options: tuple[str, ...] | list[str] = ()) -> "Link":
         """Any command (``neurotop run``), under a supervisor process that outlives this UI: it
         journals the command (parsing its output when it has no SDK) and serves ``control.sock``;
         this link then follows the journal and sends commands as ``attach`` does. ``options``:
         the supervisor's ``--no-parse`` / ``--metric-regex R``."""
         argv_ = [sys.executable, "-m", SUPERVISOR_MODULE, "--run-dir", str(run_dir),
-                 "--name", store.name or run_dir.name, *options, "--", *argv]
+                 "--name", store.run.name or run_dir.name, *options, "--", *argv]
         log = os.open(run_dir / journal.OUTPUT, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:  # its own session: a dropped terminal (SIGHUP) or a killed UI leaves it running
             supervisor = subprocess.Popen(argv_, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
@@ -118,7 +175,7 @@ class Link:
             ready, _, _ = select.select([supervisor.stdout], [], [], SUPERVISOR_START_TIMEOUT)
             said = supervisor.stdout.readline() if ready else b""
         if not said:
-            store.child_exited(1, "its supervisor did not start (see the output pane)")
+            store.ingest([ChildExited(1, "its supervisor did not start (see the output pane)", time.time())])
         link = cls.attach(run_dir, store, notify)
         link.argv, link.env, link.supervisor_options = list(argv), env, list(options)
         link.supervisor = supervisor
@@ -126,7 +183,7 @@ class Link:
 
     # ----------------------------------------------------------------------------- attach
     @classmethod
-    def attach(cls, run_dir: Path, store: RunStore, notify: Callable[[], None]) -> "Link":
+    def attach(cls, run_dir: Path, store: RunSink, notify: Callable[[], None]) -> "Link":
         """Rebuild from the journal, then follow it; commands go through ``control.sock``.
 
         A run made before supervisors journaled plain commands has no journal: its output is
@@ -141,7 +198,7 @@ class Link:
         if (run_dir / journal.JOURNAL).exists():
             link._start(link._follow_journal)
         elif info is not None:
-            store.name, store.started, store.state = info.name, info.started, "running"
+            store.ingest([Launched(info.name, info.started)])
             link._start(link._watch_pid, info)
         link._start(link._tail_output)
         return link
@@ -155,23 +212,27 @@ class Link:
         except (OSError, ValueError, TypeError):
             pass
         state = info.effective_state()
-        self.store.child_exited(0 if state == "finished" else (info.exit_code or 1),
-                                f"{state}" + (f" (exit code {info.exit_code})" if info.exit_code else ""))
+        detail = f"{state}" + (f" (exit code {info.exit_code})" if info.exit_code else "")
+        code = 0 if state == "finished" else (info.exit_code or 1)
+        self.store.ingest([ChildExited(code, detail, info.ended or time.time())])
         self.notify()
 
-    def respawn(self, run_dir: Path, extra_env: dict[str, str]) -> "Link":
-        """The same command as a new run in ``run_dir`` (a restart), with ``extra_env`` added."""
+    def respawn(self, run_dir: Path, store: RunSink, extra_env: dict[str, str]) -> "Link":
+        """The same command as a new run in ``run_dir`` (a restart), with ``extra_env`` added. The
+        new run gets its own ``store``: nothing of the old one (its step, clock, speed, a late
+        exit of its process) can leak into it."""
         env = dict(os.environ if self.env is None else self.env)
         env.update(extra_env)
         if self.supervisor_options is not None:
-            return Link.supervise(self.argv, run_dir, self.store, self.notify, env=env, options=self.supervisor_options)
-        return Link.spawn(self.argv, run_dir, self.store, self.notify, env=env)
+            return Link.supervise(self.argv, run_dir, store, self.notify, env=env, options=self.supervisor_options)
+        return Link.spawn(self.argv, run_dir, store, self.notify, env=env)
 
     # ---------------------------------------------------------------------------- commands
     def send(self, cmd: Command) -> None:
         """Send a command to the run; raises ``LinkClosed`` with a reason a person can read."""
-        if self.store.finished:
-            raise LinkClosed(f"the run has {self.store.state}: commands no longer reach it")
+        run = self.store.run
+        if run.finished:
+            raise LinkClosed(f"the run has {run.state}: commands no longer reach it")
         line = encode(cmd)
         if self.process is not None:
             if self._control is None:
@@ -221,7 +282,7 @@ class Link:
             pass
         if self.process is None:
             deadline = time.monotonic() + grace + 5.0
-            while not self.store.finished and time.monotonic() < deadline:
+            while not self.store.run.finished and time.monotonic() < deadline:
                 time.sleep(POLL_INTERVAL)
             return
         try:
@@ -241,7 +302,8 @@ class Link:
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else (self.store.hello.pid if self.store.hello else None)
+        hello = self.store.run.hello
+        return self.process.pid if self.process is not None else (hello.pid if hello else None)
 
     # ------------------------------------------------------------------------------ threads
     def _start(self, target: Callable, *args) -> None:
@@ -250,7 +312,9 @@ class Link:
         thread.start()
 
     def _ingest_lines(self, lines: list[bytes]) -> None:
-        self._store_safely(decode_lines(lines, self.store.counts))
+        counts = DecodeCounts()
+        messages = decode_lines(lines, counts)
+        self._store_safely(messages + skipped(counts))
         self.notify()
 
     def _store_safely(self, messages: list) -> None:
@@ -260,9 +324,7 @@ class Link:
             self._count_malformed(f"could not store a batch: {err!r}", len(messages))
 
     def _count_malformed(self, why: str, n: int = 1) -> None:
-        with self.store.lock:
-            self.store.counts.malformed += n
-            self.store.counts.last_error = why[:200]
+        self.store.ingest([Skipped(malformed=n, last_error=why)])
 
     def _read_pipe(self, fd: int) -> None:
         framer = LineFramer()
@@ -282,8 +344,7 @@ class Link:
         finally:
             os.close(fd)
         if framer.finish():
-            with self.store.lock:
-                self.store.counts.torn += 1
+            self.store.ingest([Skipped(torn=1)])
 
     def _follow_journal(self) -> None:
         path = self.run_dir / journal.JOURNAL
@@ -300,16 +361,12 @@ class Link:
                 if lines:
                     self._ingest_lines(lines)
                     continue
-                if not self.store.finished and self._run_is_lost():
-                    with self.store.lock:
-                        self.store.state = "lost"
-                        self.store.detail = "its process is gone and left no end record"
-                        self.store.versions["header"] += 1
-                if self.store.finished:
+                if not self.store.run.finished and self._run_is_lost():
+                    self.store.ingest([self._end_of_lost_run()])
+                if self.store.run.finished:
                     if reader.finish():
-                        with self.store.lock:
-                            self.store.counts.torn += 1
-                        self.notify()
+                        self.store.ingest([Skipped(torn=1)])
+                    self.notify()
                     break
                 time.sleep(POLL_INTERVAL)
         finally:
@@ -320,14 +377,14 @@ class Link:
         are parsed by its supervisor, into the journal)."""
         path = self.run_dir / journal.OUTPUT
         while not path.exists():
-            if self._closing.wait(POLL_INTERVAL) or self.store.finished:
+            if self._closing.wait(POLL_INTERVAL) or self.store.run.finished:
                 return
         with open(path, "rb") as f:
             while not self._closing.is_set():
                 data = f.read(READ_CHUNK)
                 if data:
                     self._take_output(self.parser.feed(data))
-                elif self.store.finished and self._exit_seen():
+                elif self.store.run.finished and self._exit_seen():
                     break
                 else:
                     time.sleep(POLL_INTERVAL)
@@ -338,25 +395,40 @@ class Link:
     def _take_output(self, parsed: list[ParsedLine]) -> None:
         lines = [p.text for p in parsed if not p.transient]
         if lines:
-            self.store.add_output(lines)
+            self.store.ingest([OutputLines(lines)])
         self.notify()
 
     def _run_is_lost(self) -> bool:
         """Gone with no end record: neither the process nor its supervisor (which writes that
         record once the process has ended) is alive."""
-        hello = self.store.hello
+        hello = self.store.run.hello
         if self.process is not None or hello is None or journal.pid_alive(hello.pid):
             return False
         if journal.pid_alive(self._supervisor_pid):
             return False
         return hello.host == socket.gethostname()
 
+    def _end_of_lost_run(self) -> Status:
+        """The end of a run whose process is gone without an end record in its journal: as its
+        supervisor recorded it in ``run.json`` (what ``neurotop ls`` shows), else "lost" at its
+        last sign of life. Either way its clock stops there."""
+        run = self.store.run
+        try:
+            info = journal.RunInfo.load(self.run_dir)
+        except (OSError, ValueError, TypeError):
+            info = None
+        if info is not None and info.ended is not None and info.state in FINAL_STATES:
+            return Status(step=max(run.step, info.step), t=info.ended, state=info.state, exit_code=info.exit_code,
+                          detail=f"exit code {info.exit_code}" if info.exit_code else "")
+        return Status(step=run.step, t=run.last_metric_t or time.time(), state="lost",
+                      detail="its process is gone and left no end record")
+
     def _exit_seen(self) -> bool:
         return self.process is None or self.process.poll() is not None
 
     def _wait_child(self) -> None:
         code = self.process.wait()
-        self.store.child_exited(code, journal.describe_exit(code))
+        self.store.ingest([ChildExited(code, journal.describe_exit(code), time.time())])
         self._record_exit(code)
         self.notify()
 
@@ -367,8 +439,9 @@ class Link:
         except (OSError, ValueError, TypeError):
             return
         if info.ended is None:
-            info.state, info.exit_code, info.ended = self.store.state, code, time.time()
-            info.step = max(info.step, self.store.step)
+            run = self.store.run
+            info.state, info.exit_code, info.ended = run.state, code, run.ended or time.time()
+            info.step = max(info.step, run.step)
             info.save(self.run_dir)
 
 

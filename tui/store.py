@@ -1,27 +1,41 @@
 """RunStore: everything the panes draw, bounded, fed off the UI thread (DESIGN rules 4 and 5).
 
-The link's reader thread calls ``ingest`` with decoded batches; panes read under ``lock`` on the
-UI's repaint clock and compare ``versions`` to skip work when nothing changed.
+One way in: ``ingest(batch)``. Every message type has one handler in ``HANDLERS`` (a table from
+Struct type to method): the protocol's messages come from the run; the link's own (``Launched``,
+``OutputLines``, ``ChildExited``, ``Skipped``: what it sees of the process, defined in
+``neurotop.tui.link``, which never imports the store) and the app's ``SystemSample`` come from
+this side. Nothing else writes the store.
+
+What comes out are sub-models, each a versioned view a pane reads under ``store.lock``:
+``run`` (state, step, clock, speed), ``metrics`` (series and markers), ``params``, ``events``,
+``insights`` (activations, samples, health, gradients, latent, signal), ``output``, ``system``
+and ``intake`` (what decoding skipped). A pane redraws only when the ``version`` of what it reads
+moved. Versions come from one process-wide counter, so they never repeat across stores: a pane
+handed another store (a restarted run, a compared one) always redraws.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
+import msgspec
 import numpy as np
 
 from neurotop.trainer.protocol import (
     Activations,
+    Coalesced,
+    Command,
     DecodeCounts,
     Event,
     Gradients,
     Health,
     Hello,
     Latent,
-    Message,
     Metric,
     ParamChange,
     ParamSpec,
@@ -31,19 +45,33 @@ from neurotop.trainer.protocol import (
     dequantize,
 )
 from neurotop.tui.format import short
+from neurotop.tui.link import FINAL_STATES, LOCAL_MESSAGES, ChildExited, Launched, OutputLines, Skipped
 from neurotop.tui.series import Series
+from neurotop.tui.system import SystemSample
 
 NAN = float("nan")
 MAX_EVENTS = 5000
 MAX_SERIES = 256
 MAX_OUTPUT_LINES = 5000
-FINAL_STATES = ("finished", "failed", "stopped", "lost")
 #: Insights (issue 7): columns of history kept per layer (older columns merge in pairs), the
 #: most unit rows and layers a message may make us keep, and the dead-layer alert thresholds.
 HISTORY_COLUMNS = 256
 MAX_UNIT_ROWS = 256
 MAX_INSIGHT_LAYERS = 128
 DEAD_ALERT, DEAD_CLEAR = 0.5, 0.4
+
+_CLOCK = itertools.count(1)
+
+
+# ------------------------------------------------------------------------------------ sub-models
+@dataclass
+class Versioned:
+    """A part of the store that panes draw: ``version`` moves whenever it changes."""
+
+    version: int = 0
+
+    def touch(self) -> None:
+        self.version = next(_CLOCK)
 
 
 @dataclass
@@ -64,10 +92,12 @@ class Notice:
 
 
 @dataclass
-class RunStore:
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    hello: Hello | None = None
+class RunState(Versioned):
+    """The run at a glance: who, in what state, at what step, since when, how fast."""
+
     name: str = ""
+    read_only: bool = False
+    hello: Hello | None = None
     state: str = "starting"
     detail: str = ""
     exit_code: int | None = None
@@ -77,231 +107,410 @@ class RunStore:
     ended: float | None = None
     steps_per_s: float = 0.0
     overhead: float = 0.0
-    series: dict[str, Series] = field(default_factory=dict)
-    params: dict[str, ParamSpec] = field(default_factory=dict)
-    last_change: dict[str, ParamChange] = field(default_factory=dict)
-    markers: collections.deque = field(default_factory=lambda: collections.deque(maxlen=MAX_EVENTS))
-    events: collections.deque = field(default_factory=lambda: collections.deque(maxlen=MAX_EVENTS))
-    activations: dict[str, Activations] = field(default_factory=dict)
-    samples: dict[str, Sample] = field(default_factory=dict)
-    output: collections.deque = field(default_factory=lambda: collections.deque(maxlen=MAX_OUTPUT_LINES))
-    output_total: int = 0
-    notices: collections.deque = field(default_factory=lambda: collections.deque(maxlen=100))
-    counts: DecodeCounts = field(default_factory=DecodeCounts)
-    messages: int = 0
-    read_only: bool = False
+    dropped: int = 0  # live messages the child dropped for the pipe while we lagged
+    last_metric_t: float = 0.0  # the child's clock on the newest metric: how far behind we are
     alert: str = ""  # the guard's latest finding, shown in the header until the run resumes
     diverged: Event | None = None  # the guard paused the run: the app offers what to do
-    dropped: int = 0  # live messages the child dropped for the pipe while we lagged
+    divergences: int = 0  # how many times it did (the app offers once per time)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def elapsed(self, now: float | None = None) -> float:
+        """The run's duration: up to its end once it has ended (the same figure ``neurotop ls`` shows)."""
+        end = self.ended if self.ended is not None else (time.time() if now is None else now)
+        return max(0.0, end - self.started)
+
+    def lag(self, now: float | None = None) -> float:
+        """Seconds between the newest metric we hold and now, while the run is live: a backlog
+        (the UI reading slower than the child writes) shows here, never silently."""
+        if self.state != "running" or not self.last_metric_t:
+            return 0.0
+        return max(0.0, (time.time() if now is None else now) - self.last_metric_t)
+
+
+@dataclass
+class Metrics(Versioned):
+    """One bounded ``Series`` per metric name, and the markers drawn on their timeline."""
+
+    series: dict[str, Series] = field(default_factory=dict)
+    markers: collections.deque = field(default_factory=lambda: collections.deque(maxlen=MAX_EVENTS))
     reordered: int = 0  # metric points whose step went backwards (drawn at the latest step)
     refused_series: int = 0  # metric names past MAX_SERIES, not kept
-    last_metric_t: float = 0.0  # the child's clock on the newest metric: how far behind we are
-    system: object | None = None  # the latest neurotop.tui.system.SystemSample
-    # insights (neurotop.trainer.insights): neuron health per layer, gradient flow, latent, signal
-    health: dict = field(default_factory=dict)  # layer → LayerHealth, in order of arrival
-    dead_layers: set = field(default_factory=set)  # layers past DEAD_ALERT (until DEAD_CLEAR)
-    gradients: "GradientFlow | None" = None
-    latent: Latent | None = None
-    signal: Signal | None = None
-    versions: collections.Counter = field(default_factory=collections.Counter)
+
+    def extent(self) -> tuple[int, int]:
+        """(first step, last step) over every series; (0, 0) before any point."""
+        firsts = [s.first_step for s in self.series.values() if len(s)]
+        lasts = [s.last_step for s in self.series.values() if len(s)]
+        return (min(firsts), max(lasts)) if firsts else (0, 0)
+
+
+@dataclass
+class Params(Versioned):
+    """The declared parameters with the values the child acknowledged (each spec is replaced on a
+    change, never edited in place, so a copy of ``specs`` is a snapshot), and each one's last change."""
+
+    specs: dict[str, ParamSpec] = field(default_factory=dict)
+    last_change: dict[str, ParamChange] = field(default_factory=dict)
+
+
+@dataclass
+class Events(Versioned):
+    """Notes, checkpoints, pauses, warnings and parameter changes, oldest first (bounded)."""
+
+    entries: collections.deque = field(default_factory=lambda: collections.deque(maxlen=MAX_EVENTS))
+
+
+@dataclass
+class Keyed(Versioned):
+    """The newest message per key: a layer's activations, a set of sample images."""
+
+    items: dict = field(default_factory=dict)
+
+
+@dataclass
+class Latest(Versioned):
+    """The newest of one kind (a latent projection, the signal per layer, the gradient flow)."""
+
+    value: object = None
+
+
+@dataclass(frozen=True)
+class DeadUnits:
+    """How many of a layer's units are dead: one figure, whichever pane shows it."""
+
+    dead: int
+    units: int
+
+    @property
+    def fraction(self) -> float:
+        return self.dead / self.units if self.units > 0 else 0.0
+
+    def __str__(self) -> str:
+        return f"{self.dead:,}/{self.units:,} ({self.fraction:.0%})"
+
+
+@dataclass
+class HealthModel(Versioned):
+    """Each layer's neuron health over the run, and the layers currently past the dead alert."""
+
+    layers: dict = field(default_factory=dict)  # layer → LayerHealth, in order of arrival
+    dead: set = field(default_factory=set)
+
+
+@dataclass
+class Insights:
+    """What the network learned, each part versioned on its own (neurotop.trainer.insights)."""
+
+    activations: Keyed = field(default_factory=Keyed)  # layer → Activations
+    samples: Keyed = field(default_factory=Keyed)  # name → Sample
+    health: HealthModel = field(default_factory=HealthModel)
+    gradients: Latest = field(default_factory=Latest)  # GradientFlow
+    latent: Latest = field(default_factory=Latest)  # Latent
+    signal: Latest = field(default_factory=Latest)  # Signal
+
+    def dead_units(self, layer: str) -> DeadUnits | None:
+        """The layer's dead units: from its health report (units never active over a window of
+        snapshots) when it has one, else from its latest activations snapshot. Call with the lock."""
+        health = self.health.layers.get(layer)
+        if health is not None and health.latest is not None and health.latest.units > 0:
+            return DeadUnits(health.latest.dead, health.latest.units)
+        msg = self.activations.items.get(layer)
+        if msg is None or msg.rows <= 0:
+            return None
+        return DeadUnits(_dead_rows(msg), msg.rows)
+
+
+@dataclass
+class Output(Versioned):
+    """The newest lines the run printed (bounded) and how many it printed in all."""
+
+    lines: collections.deque = field(default_factory=lambda: collections.deque(maxlen=MAX_OUTPUT_LINES))
+    total: int = 0
+
+
+@dataclass
+class System(Versioned):
+    """The latest system sample: host, GPUs, the run's processes, and the UI's own cost."""
+
+    sample: SystemSample | None = None
+
+
+@dataclass
+class Intake(Versioned):
+    """What the link decoded and what it had to skip, for the diagnostics a person can see."""
+
+    messages: int = 0
+    counts: DecodeCounts = field(default_factory=DecodeCounts)
+
+
+# ------------------------------------------------------------------------------------ the store
+@dataclass
+class _Batch:
+    """What one ``ingest`` gathers before applying: metric columns (appended vectorised) and
+    statuses (applied last: a "finished" means everything before it is in)."""
+
+    columns: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
+    statuses: list[Status] = field(default_factory=list)
+
+
+class RunStore:
+    """One run as the panes see it. Written only through ``ingest``; read under ``lock``."""
+
+    HANDLERS: dict[type, Callable[["RunStore", object, _Batch], None]]
+
+    def __init__(self, name: str = "", read_only: bool = False) -> None:
+        self.lock = threading.RLock()
+        self.run = RunState(name=name, read_only=read_only)
+        self.metrics = Metrics()
+        self.params = Params()
+        self.events = Events()
+        self.insights = Insights()
+        self.output = Output()
+        self.system = System()
+        self.intake = Intake()
+        self._notices: collections.deque[Notice] = collections.deque(maxlen=100)
 
     # -------------------------------------------------------------------------------- ingest
-    def ingest(self, batch: list[Message]) -> None:
-        """Apply a decoded batch. Metrics are grouped per series and appended vectorised."""
+    def ingest(self, batch: list) -> None:
+        """Apply a batch: each message through its type's handler; unknown types are skipped."""
         if not batch:
             return
-        columns: dict[str, tuple[list[int], list[float]]] = {}
-        statuses: list[Status] = []
+        pending = _Batch()
+        from_run = 0
         with self.lock:
-            self.messages += len(batch)
             for msg in batch:
                 kind = type(msg)
-                if kind is Metric:
-                    for name, value in msg.values.items():
-                        steps, values = columns.setdefault(name, ([], []))
-                        steps.append(msg.step)
-                        values.append(NAN if value is None else value)
-                    self.step = max(self.step, msg.step)
-                    self.last_metric_t = msg.t
-                    if msg.epoch is not None:
-                        self.epoch = msg.epoch
-                elif kind is Activations:
-                    self.activations[msg.layer] = msg
-                    self.versions["activations"] += 1
-                elif kind is Sample:
-                    self.samples[msg.name] = msg
-                    self.versions["samples"] += 1
-                elif kind is Status:
-                    statuses.append(msg)  # applied after the metrics: "finished" means all is in
-                elif kind is ParamChange:
-                    self._on_param(msg)
-                elif kind is Event:
-                    self._on_event(msg)
-                elif kind is Hello:
-                    self._on_hello(msg)
-                elif kind is Health:
-                    self._on_health(msg)
-                elif kind is Gradients:
-                    self._on_gradients(msg)
-                elif kind is Latent:
-                    self.latent = msg
-                    self.versions["latent"] += 1
-                elif kind is Signal:
-                    self.signal = msg
-                    self.versions["signal"] += 1
-                # a Command in a journal is an echo of what was sent: nothing to draw
-            for name, (steps, values) in columns.items():
-                series = self.series.get(name)
-                if series is None:
-                    if len(self.series) >= MAX_SERIES:  # memory stays bounded whatever the child sends
-                        self.refused_series += 1
-                        continue
-                    series = self.series[name] = Series()
-                series.extend(self._monotone(series, np.asarray(steps, dtype=np.int64)),
-                              np.asarray(values, dtype=np.float64))
-            if columns:
-                self.versions["metrics"] += 1
-            for status in statuses:
-                self._on_status(status)
-            self.versions["header"] += 1
+                handler = self.HANDLERS.get(kind)
+                if handler is not None:
+                    handler(self, msg, pending)
+                from_run += kind not in _FROM_HERE
+            self._apply_metrics(pending.columns)
+            for status in pending.statuses:
+                self._apply_status(status)
+            if from_run:
+                self.intake.messages += from_run
+                self.run.touch()
+
+    def take_notices(self) -> list[Notice]:
+        with self.lock:
+            out = list(self._notices)
+            self._notices.clear()
+            return out
+
+    # ------------------------------------------------------------------------------ handlers
+    def _on_metric(self, msg: Metric, pending: _Batch) -> None:
+        for name, value in msg.values.items():
+            steps, values = pending.columns.setdefault(name, ([], []))
+            steps.append(msg.step)
+            values.append(NAN if value is None else value)
+        run = self.run
+        run.step = max(run.step, msg.step)
+        run.last_metric_t = msg.t
+        if msg.epoch is not None:
+            run.epoch = msg.epoch
+
+    def _apply_metrics(self, columns: dict[str, tuple[list[int], list[float]]]) -> None:
+        metrics = self.metrics
+        for name, (steps, values) in columns.items():
+            series = metrics.series.get(name)
+            if series is None:
+                if len(metrics.series) >= MAX_SERIES:  # memory stays bounded whatever the child sends
+                    metrics.refused_series += 1
+                    continue
+                series = metrics.series[name] = Series()
+            series.extend(self._monotone(series, np.asarray(steps, dtype=np.int64)),
+                          np.asarray(values, dtype=np.float64))
+        if columns:
+            metrics.touch()
 
     def _monotone(self, series: Series, steps: np.ndarray) -> np.ndarray:
         """A step that goes backwards (a script that restarts its count) is drawn at the latest
         step instead, and counted: the chart's x axis only moves forward."""
         floor = series.last_step if len(series) else steps[0]
         fixed = np.maximum.accumulate(np.concatenate(([floor], steps)))[1:]
-        self.reordered += int(np.count_nonzero(fixed != steps))
+        self.metrics.reordered += int(np.count_nonzero(fixed != steps))
         return fixed
 
-    def _on_hello(self, msg: Hello) -> None:
-        self.hello, self.name, self.started = msg, msg.name, msg.started
-        self.params = {p.name: p for p in msg.params}
-        if self.state == "starting":
-            self.state = "running"
-        self.versions["params"] += 1
-        self.versions["model"] += 1
+    def _on_status(self, msg: Status, pending: _Batch) -> None:
+        pending.statuses.append(msg)
 
-    def _on_status(self, msg: Status) -> None:
-        if self.state in FINAL_STATES and msg.state not in FINAL_STATES:
+    def _apply_status(self, msg: Status) -> None:
+        run = self.run
+        if run.finished and msg.state not in FINAL_STATES:
             return  # a late heartbeat never revives a run we know has ended
-        self.state, self.step = msg.state, max(self.step, msg.step)
-        self.steps_per_s, self.overhead, self.dropped = msg.steps_per_s, msg.overhead, msg.dropped
+        run.state, run.step = msg.state, max(run.step, msg.step)
+        run.steps_per_s, run.overhead, run.dropped = msg.steps_per_s, msg.overhead, msg.dropped
         if msg.state in FINAL_STATES:
-            self.exit_code, self.detail, self.ended = msg.exit_code, msg.detail, msg.t
+            run.exit_code, run.detail, run.ended = msg.exit_code, msg.detail, msg.t
 
-    def _on_param(self, msg: ParamChange) -> None:
-        self.last_change[msg.name] = msg
-        spec = self.params.get(msg.name)
+    def _on_hello(self, msg: Hello, pending: _Batch) -> None:
+        run = self.run
+        run.hello, run.name, run.started = msg, msg.name, msg.started
+        if run.state == "starting":
+            run.state = "running"
+        self.params.specs = {p.name: p for p in msg.params}
+        self.params.touch()
+
+    def _on_launched(self, msg: Launched, pending: _Batch) -> None:
+        run = self.run
+        run.name = run.name or msg.name
+        run.started = msg.started
+        if run.state == "starting":
+            run.state = "running"
+        run.touch()
+
+    def _on_param(self, msg: ParamChange, pending: _Batch) -> None:
+        params = self.params
+        params.last_change[msg.name] = msg
+        spec = params.specs.get(msg.name)
         if msg.ok and spec is not None:
-            spec.value = msg.new
-            self.markers.append(Marker(msg.step, "param", f"{msg.name}={short(msg.new)}"))
+            params.specs[msg.name] = msgspec.structs.replace(spec, value=msg.new)
+            self._mark(Marker(msg.step, "param", f"{msg.name}={short(msg.new)}"))
         elif not msg.ok:
-            self.notices.append(Notice(f"{msg.name} = {msg.new!r} refused: {msg.reason}", "warning"))
-        self.events.append(msg)
-        self.versions["params"] += 1
-        self.versions["events"] += 1
+            self._notices.append(Notice(f"{msg.name} = {msg.new!r} refused: {msg.reason}", "warning"))
+        params.touch()
+        self.events.entries.append(msg)
+        self.events.touch()
 
-    def _on_event(self, msg: Event) -> None:
-        self.events.append(msg)
-        self.versions["events"] += 1
-        kind = msg.kind
+    def _on_event(self, msg: Event, pending: _Batch) -> None:
+        self.events.entries.append(msg)
+        self.events.touch()
+        kind, run = msg.kind, self.run
         if kind in ("note", "warning", "diverged", "restore") or (kind == "checkpoint" and msg.source != "auto"):
-            self.markers.append(Marker(msg.step, kind, msg.text or kind))
+            self._mark(Marker(msg.step, kind, msg.text or kind))
         if kind in ("warning", "diverged"):
-            self.notices.append(Notice(msg.text, "error" if kind == "diverged" else "warning"))
+            self._notices.append(Notice(msg.text, "error" if kind == "diverged" else "warning"))
             if msg.source == "guard":
-                self.alert = msg.text
+                run.alert = msg.text
         elif kind == "resume" or (kind == "recovered" and msg.source == "guard"):
-            self.alert = ""
+            run.alert = ""
         elif kind == "restore":
-            self.notices.append(Notice(msg.text or f"restored {msg.path}"))
+            self._notices.append(Notice(msg.text or f"restored {msg.path}"))
         elif kind == "checkpoint" and msg.source != "auto":
-            self.notices.append(Notice(f"checkpoint saved at step {msg.step:,}"))
+            self._notices.append(Notice(f"checkpoint saved at step {msg.step:,}"))
         if kind == "diverged":
-            self.diverged = msg
-            self.versions["diverged"] += 1
-        self.versions["header"] += 1
+            run.diverged = msg
+            run.divergences += 1
 
-    def _on_health(self, msg: Health) -> None:
-        layer = self.health.get(msg.layer)
+    def _mark(self, marker: Marker) -> None:
+        self.metrics.markers.append(marker)
+        self.metrics.touch()
+
+    def _on_activations(self, msg: Activations, pending: _Batch) -> None:
+        self.insights.activations.items[msg.layer] = msg
+        self.insights.activations.touch()
+
+    def _on_sample(self, msg: Sample, pending: _Batch) -> None:
+        self.insights.samples.items[msg.name] = msg
+        self.insights.samples.touch()
+
+    def _on_health(self, msg: Health, pending: _Batch) -> None:
+        health = self.insights.health
+        layer = health.layers.get(msg.layer)
         if layer is None:
-            if len(self.health) >= MAX_INSIGHT_LAYERS:
+            if len(health.layers) >= MAX_INSIGHT_LAYERS:
                 return
-            layer = self.health[msg.layer] = LayerHealth()
+            layer = health.layers[msg.layer] = LayerHealth()
         layer.add(msg)
         fraction = msg.dead / msg.units if msg.units > 0 else 0.0
-        if fraction > DEAD_ALERT and msg.layer not in self.dead_layers:
-            self.dead_layers.add(msg.layer)
+        if fraction > DEAD_ALERT and msg.layer not in health.dead:
+            health.dead.add(msg.layer)
             text = f"layer {msg.layer}: {msg.dead:,} of {msg.units:,} units dead ({fraction:.0%})"
-            self.notices.append(Notice(text, "warning"))
-            self.markers.append(Marker(msg.step, "dead", f"{msg.layer} dead"))
-            self.versions["events"] += 1
-        elif fraction <= DEAD_CLEAR and msg.layer in self.dead_layers:
-            self.dead_layers.discard(msg.layer)
-            self.notices.append(Notice(f"layer {msg.layer} recovered: {fraction:.0%} of its units dead"))
-        self.versions["health"] += 1
+            self._notices.append(Notice(text, "warning"))
+            self._mark(Marker(msg.step, "dead", f"{msg.layer} dead"))
+        elif fraction <= DEAD_CLEAR and msg.layer in health.dead:
+            health.dead.discard(msg.layer)
+            self._notices.append(Notice(f"layer {msg.layer} recovered: {fraction:.0%} of its units dead"))
+        health.touch()
 
-    def _on_gradients(self, msg: Gradients) -> None:
+    def _on_gradients(self, msg: Gradients, pending: _Batch) -> None:
+        latest = self.insights.gradients
         names = msg.layers[:MAX_INSIGHT_LAYERS]
-        if self.gradients is None or self.gradients.layers != names:
-            self.gradients = GradientFlow(names)
-        self.gradients.add(msg)
-        self.versions["gradients"] += 1
+        if latest.value is None or latest.value.layers != names:
+            latest.value = GradientFlow(names)
+        latest.value.add(msg)
+        latest.touch()
 
-    # ------------------------------------------------------------------- from the supervisor
-    def add_output(self, lines: list[str]) -> None:
-        with self.lock:
-            self.output.extend(lines)
-            self.output_total += len(lines)
-            self.versions["output"] += 1
+    def _on_latent(self, msg: Latent, pending: _Batch) -> None:
+        self.insights.latent.value = msg
+        self.insights.latent.touch()
 
-    def child_exited(self, code: int, detail: str) -> None:
+    def _on_signal(self, msg: Signal, pending: _Batch) -> None:
+        self.insights.signal.value = msg
+        self.insights.signal.touch()
+
+    def _on_command(self, msg: Command, pending: _Batch) -> None:
+        """A command in a journal is an echo of what was sent: its effect arrives as its own message."""
+
+    def _on_coalesced(self, msg: Coalesced, pending: _Batch) -> None:
+        """Spans the child's writer folded while it lagged: each series' last value also arrives as
+        a metric at the span's end, and ``Status.coalesced`` carries the total."""
+
+    def _on_output(self, msg: OutputLines, pending: _Batch) -> None:
+        self.output.lines.extend(msg.lines)
+        self.output.total += len(msg.lines)
+        self.output.touch()
+
+    def _on_child_exited(self, msg: ChildExited, pending: _Batch) -> None:
         """The process is gone. A clean end record wins; otherwise the exit code tells."""
-        with self.lock:
-            if self.state not in FINAL_STATES:
-                self.state = "finished" if code == 0 else "failed"
-                self.exit_code, self.detail, self.ended = code, detail, time.time()
-                if code != 0:
-                    self.notices.append(Notice(f"the run {detail}", "error"))
-            elif self.exit_code is None:
-                self.exit_code = code
-            self.versions["header"] += 1
+        run = self.run
+        if not run.finished:
+            run.state = "finished" if msg.code == 0 else "failed"
+            run.exit_code, run.detail, run.ended = msg.code, msg.detail, msg.t
+            if msg.code != 0:
+                self._notices.append(Notice(f"the run {msg.detail}", "error"))
+        elif run.exit_code is None:
+            run.exit_code = msg.code
+        run.touch()
 
-    def set_system(self, sample: object) -> None:
-        with self.lock:
-            self.system = sample
-            self.versions["system"] += 1
+    def _on_skipped(self, msg: Skipped, pending: _Batch) -> None:
+        counts = self.intake.counts
+        counts.malformed += msg.malformed
+        counts.unknown += msg.unknown
+        counts.torn += msg.torn
+        if msg.last_error:
+            counts.last_error = msg.last_error[:200]
+        self.intake.touch()
 
-    def reset(self) -> None:
-        """Forget the run (a restart begins a new one); every version moves on, so panes redraw."""
-        fresh = RunStore(name=self.name)
-        with self.lock:
-            for name in self.__dataclass_fields__:
-                if name not in ("lock", "versions", "system"):
-                    setattr(self, name, getattr(fresh, name))
-            for key in ("metrics", "activations", "samples", "params", "events", "output", "header",
-                        "model", "diverged", "health", "gradients", "latent", "signal"):
-                self.versions[key] += 1
+    def _on_system(self, msg: SystemSample, pending: _Batch) -> None:
+        self.system.sample = msg
+        self.system.touch()
 
-    def take_notices(self) -> list[Notice]:
-        with self.lock:
-            out = list(self.notices)
-            self.notices.clear()
-            return out
 
-    @property
-    def finished(self) -> bool:
-        return self.state in FINAL_STATES
+RunStore.HANDLERS = {
+    Hello: RunStore._on_hello,
+    Metric: RunStore._on_metric,
+    Activations: RunStore._on_activations,
+    Sample: RunStore._on_sample,
+    ParamChange: RunStore._on_param,
+    Event: RunStore._on_event,
+    Status: RunStore._on_status,
+    Command: RunStore._on_command,
+    Coalesced: RunStore._on_coalesced,
+    Health: RunStore._on_health,
+    Gradients: RunStore._on_gradients,
+    Latent: RunStore._on_latent,
+    Signal: RunStore._on_signal,
+    Launched: RunStore._on_launched,
+    OutputLines: RunStore._on_output,
+    ChildExited: RunStore._on_child_exited,
+    Skipped: RunStore._on_skipped,
+    SystemSample: RunStore._on_system,
+}
+_FROM_HERE = frozenset((*LOCAL_MESSAGES, SystemSample))  # not the run's: not counted as decoded
 
-    def lag(self) -> float:
-        """Seconds between the newest metric we hold and now, while the run is live: a backlog
-        (the UI reading slower than the child writes) shows here, never silently."""
-        if self.state != "running" or not self.last_metric_t:
-            return 0.0
-        return max(0.0, time.time() - self.last_metric_t)
 
-    def elapsed(self) -> float:
-        return (self.ended or time.time()) - self.started
+def _dead_rows(msg: Activations) -> int:
+    """Rows (units) of a snapshot whose real value is zero, within quantization, for every sample."""
+    rows, cols = msg.rows, msg.cols
+    carried = dequantize(msg.cells, msg.lo, msg.scale, rows * cols)
+    values = np.full(rows * cols, msg.lo, np.float64)
+    values[: len(carried)] = carried
+    values = values.reshape(rows, cols)
+    tol = abs(msg.scale) / 2 if msg.scale else 1e-12
+    return int(np.count_nonzero(np.all(np.abs(values) <= tol, axis=1)))
 
 
 # ------------------------------------------------------------------------------- insights

@@ -197,6 +197,7 @@ class SystemSample:
     gpus: tuple[GpuSample, ...]
     gpu_status: str                # "" when GPUs read fine, else a one-line reason
     proc: ProcSample | None        # None when no pid is watched
+    ui: ProcSample | None = None   # neurotop's own process: what watching costs (header, diagnostics)
 
 
 # --------------------------------------------------------------------------------------------
@@ -541,6 +542,8 @@ class SystemSampler:
         self._procs: dict[int, psutil.Process] = {}
         self._cpu_last = _host_cpu_times()
         self._cpu_count = psutil.cpu_count(logical=True) or 1
+        self._me = psutil.Process(os.getpid())
+        self._me.cpu_percent(None)  # primed: the first sample has a delta
         self.watch(pid)
 
     # -- public -------------------------------------------------------------------------------
@@ -571,7 +574,7 @@ class SystemSampler:
             host = self._sample_host()
             proc, tree = self._sample_proc()
             gpus, status = self._sample_gpus(tree)
-            return SystemSample(t=now, host=host, gpus=gpus, gpu_status=status, proc=proc)
+            return SystemSample(t=now, host=host, gpus=gpus, gpu_status=status, proc=proc, ui=self._sample_ui())
 
     def close(self) -> None:
         """Shut NVML down (if it was up). Idempotent; ``sample()`` afterwards reports no GPU."""
@@ -593,6 +596,14 @@ class SystemSampler:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _sample_ui(self) -> ProcSample | None:
+        try:
+            with self._me.oneshot():
+                return ProcSample(pid=self._me.pid, alive=True, cpu_pct=self._me.cpu_percent(None),
+                                  rss=self._me.memory_info().rss, nprocs=1)
+        except psutil.Error:
+            return None
 
     # -- host ---------------------------------------------------------------------------------
 

@@ -47,9 +47,8 @@ def forwarded(pane_id: str, bindings: list[Binding]) -> list[Binding]:
 class DashboardScreen(Screen):
     BINDINGS = [b for pane_id, pane in KEYED_PANES.items() for b in forwarded(pane_id, pane.BINDINGS)]
 
-    def __init__(self, store: RunStore, *, refresh_hz: float, pictures_hz: float, show_ui_cost: bool) -> None:
+    def __init__(self, *, refresh_hz: float, pictures_hz: float, show_ui_cost: bool) -> None:
         super().__init__()
-        self.store = store
         self.refresh_hz, self.pictures_hz, self.show_ui_cost = refresh_hz, pictures_hz, show_ui_cost
         self._clocks = []
 
@@ -70,6 +69,11 @@ class DashboardScreen(Screen):
             with Vertical(id="right"):
                 yield from (self.system_pane, self.params, self.output)
         yield Footer(compact=True)
+
+    @property
+    def store(self) -> RunStore:
+        """The App's: a restart hands it a new one, which the panes follow (its versions are new)."""
+        return self.app.store
 
     def on_mount(self) -> None:
         self._clocks = [self.set_interval(1 / self.refresh_hz, self.repaint_text),

@@ -19,28 +19,31 @@ from neurotop.tui.store import MAX_SERIES, RunStore
 
 def describe_diagnostics(store: RunStore, run_dir: str, pid: int | None) -> str:
     with store.lock:
-        counts = store.counts
-        series_bytes = sum(s.nbytes for s in store.series.values())
-        points = sum(len(s) for s in store.series.values())
-        nonfinite = sum(s.nonfinite for s in store.series.values())
+        run, counts, metrics, output = store.run, store.intake.counts, store.metrics, store.output
+        series = metrics.series.values()
+        series_bytes = sum(s.nbytes for s in series)
+        points = sum(len(s) for s in series)
+        nonfinite = sum(s.nonfinite for s in series)
         rows = [
             ("run directory", run_dir),
             ("run pid", str(pid or "-")),
-            ("state", f"{store.state} {store.detail}".strip()),
-            ("messages decoded", f"{store.messages:,}"),
+            ("state", f"{run.state} {run.detail}".strip()),
+            ("messages decoded", f"{store.intake.messages:,}"),
             ("malformed lines", f"{counts.malformed:,}" + (f"  (last: {counts.last_error})" if counts.last_error else "")),
             ("unknown types", f"{counts.unknown:,}"),
             ("torn lines", f"{counts.torn:,}"),
-            ("dropped for the pipe", f"{store.dropped:,}  (the journal has them all)"),
-            ("series", f"{len(store.series)}  holding {points:,} points in {fmt_bytes(series_bytes)}"),
+            ("dropped for the pipe", f"{run.dropped:,}  (the journal has them all)"),
+            ("series", f"{len(metrics.series)}  holding {points:,} points in {fmt_bytes(series_bytes)}"),
             ("non-finite values", f"{nonfinite:,}"),
-            ("series not kept", f"{store.refused_series:,}  (past the limit of {MAX_SERIES} names)"),
-            ("steps out of order", f"{store.reordered:,}  (drawn at the latest step)"),
-            ("output lines", f"{store.output_total:,} (last {len(store.output):,} kept)"),
-            ("events", f"{len(store.events):,}"),
+            ("series not kept", f"{metrics.refused_series:,}  (past the limit of {MAX_SERIES} names)"),
+            ("steps out of order", f"{metrics.reordered:,}  (drawn at the latest step)"),
+            ("output lines", f"{output.total:,} (last {len(output.lines):,} kept)"),
+            ("events", f"{len(store.events.entries):,}"),
         ]
-    me = psutil.Process(os.getpid())
-    rows.append(("UI memory", f"{fmt_bytes(me.memory_info().rss)}, {me.num_threads()} threads"))
+        ui = getattr(store.system.sample, "ui", None)  # the header shows the same sample
+    threads = psutil.Process(os.getpid()).num_threads()
+    rows.append(("UI memory", f"{fmt_bytes(ui.rss)}, cpu {ui.cpu_pct:.0f}%, {threads} threads" if ui is not None
+                 else f"not sampled yet, {threads} threads"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"[$accent]{k:<{width}}[/]  {escape(v)}" for k, v in rows)
 

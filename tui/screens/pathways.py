@@ -3,9 +3,9 @@
 Neuron health per layer over the run, gradient flow, one layer's units over time, the latent
 space, the chain of layers with the signal on each edge, and the notes timeline. Every pane
 repaints from the same ``RunStore`` as the dashboard, on a timer, and only when its part of the
-store moved. ``o`` picks another run to compare with (its loss is drawn dimmed on the dashboard's
-chart, its health and gradients under this run's, aligned by step); ``--compare RUN`` does the
-same from the command line. Esc or `v` goes back.
+store moved. ``o`` picks another run to compare with (the App's ``Compare``: its loss is drawn
+dimmed on the dashboard's chart, its health and gradients under this run's, aligned by step);
+``--compare RUN`` does the same from the command line. Esc or `v` goes back.
 """
 
 from __future__ import annotations
@@ -16,14 +16,12 @@ from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from neurotop.trainer import journal
 from neurotop.tui.format import fit, one_line
-from neurotop.tui.link import Link
 from neurotop.tui.store import RunStore
 from neurotop.tui.widgets.gradients import GradientsPane
 from neurotop.tui.widgets.health import HealthPane, UnitHistoryPane
@@ -33,34 +31,6 @@ from neurotop.tui.widgets.pathway import PathwayPane
 
 #: What the `o` picker offers: the newest runs first.
 MAX_RUNS_LISTED = 50
-
-
-def attach_compare(app, run_dir: Path | None) -> RunStore | None:
-    """Load another run's journal into a second, read-only ``RunStore`` (a background thread
-    follows it, as ``neurotop attach`` does) and hand it to the panes that overlay it: the loss
-    chart on the dashboard and the health and gradient panes here. ``None`` stops comparing."""
-    old = getattr(app, "compare_link", None)
-    if old is not None:
-        old.detach()
-    store = link = None
-    if run_dir is not None:
-        info = None
-        try:
-            info = journal.RunInfo.load(run_dir)
-        except (OSError, ValueError, TypeError):
-            pass
-        store = RunStore(name=info.name if info else run_dir.name, read_only=True)
-        link = Link.attach(Path(run_dir), store, lambda: None)
-    app.compare_store, app.compare_link, app.compare_dir = store, link, run_dir
-    try:
-        from neurotop.tui.widgets.loss_chart import LossChart
-
-        chart = app.query_one(LossChart)
-        chart.compare = store
-        chart._seen = None
-    except NoMatches:  # no dashboard: the pathways panes still compare
-        pass
-    return store
 
 
 class RunPicker(ModalScreen[Path | str | None]):
@@ -128,7 +98,8 @@ class PathwaysScreen(Screen):
 
     @property
     def compare(self) -> RunStore | None:
-        return getattr(self.app, "compare_store", None)
+        compare = getattr(self.app, "compare", None)
+        return compare.store if compare is not None else None
 
     def repaint_all(self) -> None:
         self.repaint_text()
@@ -139,13 +110,13 @@ class PathwaysScreen(Screen):
         self.query_one(NotesPane).refresh_from(store)
         self.query_one(PathwayPane).refresh_from(store)
         with store.lock:
-            dead = sorted(store.dead_layers)
-            parts = [f"[b]neurotop[/b] › pathways  {escape(store.name or '…')}", f"step {store.step:,}",
-                     f"{store.state}"]
+            run = store.run
+            dead = sorted(store.insights.health.dead)
+            parts = [f"[b]neurotop[/b] › pathways  {escape(run.name or '…')}", f"step {run.step:,}", f"{run.state}"]
         if dead:
             parts.append(f"[$error]⚠ dead: {escape(', '.join(dead))}[/]")
         if compare is not None:
-            parts.append(f"[dim]≈ compared: {escape(compare.name)} (step {compare.step:,})[/dim]")
+            parts.append(f"[dim]≈ compared: {escape(compare.run.name)} (step {compare.run.step:,})[/dim]")
         self.query_one("#pw-header", Static).update("  ".join(parts))
 
     def repaint_pictures(self) -> None:
@@ -189,11 +160,11 @@ class PathwaysScreen(Screen):
             if choice is None:
                 return
             if choice == "none":
-                attach_compare(app, None)
+                app.compare.close()
                 self.notify("no longer comparing", timeout=2)
             else:
-                store = attach_compare(app, choice)
-                self.notify(f"comparing with {store.name if store else choice}", timeout=3)
+                store = app.compare.open(choice)
+                self.notify(f"comparing with {store.run.name}", timeout=3)
             self.repaint_all()
 
         app.push_screen(RunPicker(runs, comparing=self.compare is not None), chosen)

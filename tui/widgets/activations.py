@@ -1,7 +1,7 @@
 """The activations pane: one layer at a time, units across and samples down.
 
 Units run along x so a dead unit (zero for every sample) is a dark column, the shape a person
-looks for. The pane reads the store only when ``versions["activations"]`` moved, and decodes a
+looks for. The pane reads the store only when ``store.insights.activations.version`` moved, and decodes a
 snapshot only when the layer on screen got a new one.
 """
 
@@ -14,17 +14,10 @@ from textual.containers import Vertical
 from textual.markup import escape
 from textual.reactive import var
 
-from neurotop.trainer.protocol import Activations, dequantize
+from neurotop.trainer.protocol import Activations
 from neurotop.tui.format import fit_parts, one_line
-from neurotop.tui.store import RunStore
+from neurotop.tui.store import DeadUnits, RunStore
 from neurotop.tui.widgets.heatmap import Heatmap, shaped_cells
-
-
-def dead_units(msg: Activations, cells: np.ndarray) -> int:
-    """Rows (units) whose real value is zero, within quantization, for every sample."""
-    values = dequantize(cells, msg.lo, msg.scale).reshape(cells.shape)
-    tol = abs(msg.scale) / 2 if msg.scale else 1e-12
-    return int(np.count_nonzero(np.all(np.abs(values) <= tol, axis=1)))
 
 
 def decode_cells(msg: Activations) -> np.ndarray:
@@ -52,10 +45,11 @@ class ActivationsPane(Vertical):
         super().__init__(name=name, id=id, classes=classes)
         self.border_title = "Activations"
         self.layer_names: list[str] = []
-        self.dead = 0
+        self.dead: DeadUnits | None = None  # the store's figure for the layer on screen
         self._store: RunStore | None = None
-        self._version = -1
+        self._version: tuple | None = None
         self._shown: Activations | None = None
+        self._shown_dead: DeadUnits | None = None
         self.heatmap = Heatmap()
 
     def compose(self) -> ComposeResult:
@@ -65,12 +59,13 @@ class ActivationsPane(Vertical):
         """Take a new snapshot from ``store`` if there is one (cheap when nothing changed)."""
         self._store = store
         with store.lock:
-            version = store.versions["activations"]
+            version = (store.insights.activations.version, store.insights.health.version)
             if version == self._version:
                 return
             self._version = version
             self._sync_layers(store)
-            msg = store.activations.get(self.current_layer) if self.current_layer is not None else None
+            msg = store.insights.activations.items.get(self.current_layer) if self.current_layer is not None else None
+            self.dead = store.insights.dead_units(msg.layer) if msg is not None else None
         self._show(msg)
 
     def action_layer(self, delta: int) -> None:
@@ -90,15 +85,17 @@ class ActivationsPane(Vertical):
         if self._store is None or layer is None:
             return
         with self._store.lock:
-            msg = self._store.activations.get(layer)
+            msg = self._store.insights.activations.items.get(layer)
+            self.dead = self._store.insights.dead_units(layer)
         self._show(msg)
 
     # ------------------------------------------------------------------------------ internals
 
     def _sync_layers(self, store: RunStore) -> None:
         """Layers in model order when the hello names them, else in order of first arrival."""
-        seen = list(store.activations)
-        model = [layer.name for layer in store.hello.model] if store.hello is not None else []
+        seen = list(store.insights.activations.items)
+        hello = store.run.hello
+        model = [layer.name for layer in hello.model] if hello is not None else []
         rank = {name: i for i, name in enumerate(model)}
         self.layer_names = sorted(seen, key=lambda n: (0, rank[n]) if n in rank else (1, seen.index(n)))
         if self.current_layer not in self.layer_names:
@@ -106,21 +103,21 @@ class ActivationsPane(Vertical):
 
     def _show(self, msg: Activations | None) -> None:
         self.set_class(bool(self.layer_names), "-live")  # no snapshot yet: the pane takes no room
-        if msg is self._shown and msg is not None:
+        if msg is self._shown and msg is not None and self.dead == self._shown_dead:
             self._set_title(msg)  # the layer list may have grown: the position changed
             return
-        self._shown = msg
+        self._shown, self._shown_dead = msg, self.dead
         self._set_title(msg)
         if msg is None:
-            self.dead = 0
             self.border_subtitle = ""
             self.heatmap.set_data(None)
             return
         cells = decode_cells(msg)
-        self.dead = dead_units(msg, cells)
         hi = msg.lo + 255 * msg.scale
-        grouped = " groups" if msg.units > msg.rows else ""
-        self.border_subtitle = f"{msg.lo:.3g} … {hi:.3g} · dead {self.dead}/{msg.rows}{grouped}"
+        legend = f"{msg.lo:.3g} … {hi:.3g}"
+        if self.dead is not None:  # counted over rows that each stand for a group of units: say so
+            legend += f" · dead {self.dead}" + (" groups" if self.dead.units < msg.units else "")
+        self.border_subtitle = legend
         self.heatmap.set_data(cells.T)  # units across, samples down
 
     def on_resize(self) -> None:

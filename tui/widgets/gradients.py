@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.markup import escape
 
 from neurotop.tui.store import RunStore
-from neurotop.tui.widgets.health import LayerTimeline, TimelineRow, _version
+from neurotop.tui.widgets.health import LayerTimeline, TimelineRow
 
 MEASURES = (("grad_norm", "‖grad‖"), ("update_ratio", "‖Δw‖/‖w‖"))
 #: The colour scale never spans less than this many decades (a flat run is not all "hot").
@@ -70,7 +70,7 @@ class GradientsPane(Vertical):
         return MEASURES[self.measure_index][1]
 
     def refresh_from(self, store: RunStore, compare: RunStore | None = None) -> None:
-        key = (store.versions["gradients"], _version(compare, "gradients"), self.measure_index)
+        key = (store.insights.gradients.version, compare and compare.insights.gradients.version, self.measure_index)
         if key == self._seen:
             return
         self._seen = key
@@ -81,7 +81,7 @@ class GradientsPane(Vertical):
         last = max((int(steps[-1]) for _, steps, _, _, _ in everything if len(steps)), default=1)
         rows = [self._row(entry, lo, hi) for entry in raw]
         if other:
-            rows += [TimelineRow.title(f"≈ compared: {compare.name or 'other run'}")]
+            rows += [TimelineRow.title(f"≈ compared: {compare.run.name or 'other run'}")]
             rows += [self._row(entry, lo, hi) for entry in other]
         label = MEASURES[self.measure_index][1]
         self.border_title = escape(f"Gradient flow: {label}")
@@ -91,7 +91,7 @@ class GradientsPane(Vertical):
     def _series(self, store: RunStore, dim: bool) -> list[tuple]:
         out = []
         with store.lock:
-            flow = store.gradients
+            flow = store.insights.gradients.value
             if flow is None:
                 return out
             history = getattr(flow, self.measure)

@@ -6,10 +6,8 @@ left out whole (never a figure cut in the middle, never a second line).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-import psutil
 from rich.cells import cell_len
 from textual.markup import escape
 from textual.widgets import Static
@@ -48,34 +46,35 @@ class Part:
 
 def header_parts(store: RunStore) -> list[Part]:
     """The header's figures in reading order. Call with the store's lock held."""
-    state = store.state
-    name = one_line(store.name or "…")
-    read_only = " (read-only)" if store.read_only else ""
+    run = store.run
+    state = run.state
+    name = one_line(run.name or "…")
+    read_only = " (read-only)" if run.read_only else ""
     parts = [
         Part("neurotop", "", 9, "bold"),
         Part(name, name, 1, elastic=True),
         Part(f"● {state}{read_only}", f"● {state}{' (ro)' if read_only else ''}", 0, STATE_STYLE.get(state, "")),
-        Part(f"step {store.step:,}", f"step {store.step:,}", 0),
+        Part(f"step {run.step:,}", f"step {run.step:,}", 0),
     ]
-    if store.epoch is not None:
-        parts.append(Part(f"epoch {store.epoch:,}", f"ep {store.epoch:,}", 3))
-    if state == "running" and store.steps_per_s > 0:
-        parts.append(Part(f"{store.steps_per_s:,.0f} it/s", f"{store.steps_per_s:,.0f} it/s", 2))
-    parts.append(Part(duration(store.elapsed()), duration(store.elapsed()), 2))
-    parts.append(Part(f"mon {store.overhead * 100:.1f}%", f"mon {store.overhead * 100:.1f}%", 4))
-    if store.exit_code is not None or (state in ("failed", "lost") and store.detail):
-        detail = one_line(store.detail)
+    if run.epoch is not None:
+        parts.append(Part(f"epoch {run.epoch:,}", f"ep {run.epoch:,}", 3))
+    if state == "running" and run.steps_per_s > 0:
+        parts.append(Part(f"{run.steps_per_s:,.0f} it/s", f"{run.steps_per_s:,.0f} it/s", 2))
+    parts.append(Part(duration(run.elapsed()), duration(run.elapsed()), 2))
+    parts.append(Part(f"mon {run.overhead * 100:.1f}%", f"mon {run.overhead * 100:.1f}%", 4))
+    if run.exit_code is not None or (state in ("failed", "lost") and run.detail):
+        detail = one_line(run.detail)
         parts.append(Part(detail, detail, 1, "$error", elastic=True))
-    lag = store.lag()
+    lag = run.lag()
     if lag > 3.0:
         parts.append(Part(f"behind {lag:.0f}s", f"behind {lag:.0f}s", 1, "$warning"))
-    if store.dropped:
-        parts.append(Part(f"{store.dropped:,} live msgs dropped (journal complete)", f"{store.dropped:,} dropped", 2,
+    if run.dropped:
+        parts.append(Part(f"{run.dropped:,} live msgs dropped (journal complete)", f"{run.dropped:,} dropped", 2,
                           "$warning"))
-    if store.alert:
-        alert = f"⚠ {one_line(store.alert)}"
+    if run.alert:
+        alert = f"⚠ {one_line(run.alert)}"
         parts.append(Part(alert, alert, 1, "$error", elastic=True))
-    bad = store.counts.malformed + store.counts.unknown
+    bad = store.intake.counts.malformed + store.intake.counts.unknown
     if bad:
         parts.append(Part(f"{bad} bad lines", f"{bad} bad", 3, "$warning"))
     return parts
@@ -105,13 +104,12 @@ def _cells(parts: list[Part], narrow: bool) -> int:
 
 
 class RunHeader(Static):
-    """One line. Also shows the UI's own CPU and memory, so its cost is visible too."""
+    """One line. Also shows the UI's own CPU and memory (from the system sample, the figure the
+    diagnostics show too), so its cost is visible."""
 
     def __init__(self, show_ui_cost: bool = True, **kwargs) -> None:
         super().__init__("", **kwargs)
         self.show_ui_cost = show_ui_cost
-        self._me = psutil.Process(os.getpid())
-        self._me.cpu_percent()
         self._seen: tuple | None = None
 
     def on_resize(self) -> None:
@@ -119,15 +117,15 @@ class RunHeader(Static):
 
     def refresh_from(self, store: RunStore) -> None:
         with store.lock:
-            key = (store.versions["header"], store.state, int(store.elapsed()), int(store.lag()), self.size.width)
+            run = store.run
+            key = (run.version, store.intake.version, store.system.version, int(run.elapsed()), int(run.lag()),
+                   self.size.width)
             if key == self._seen:
                 return
             self._seen = key
             parts = header_parts(store)
-        if self.show_ui_cost:
-            try:
-                ui = f"ui {self._me.cpu_percent():.0f}% {fmt_bytes(self._me.memory_info().rss)}"
-                parts.append(Part(ui, ui, 4, "dim"))
-            except psutil.Error:
-                pass
+            ui = getattr(store.system.sample, "ui", None)  # the diagnostics screen shows the same sample
+        if self.show_ui_cost and ui is not None:
+            text = f"ui {ui.cpu_pct:.0f}% {fmt_bytes(ui.rss)}"
+            parts.append(Part(text, text, 4, "dim"))
         self.update(fit_header(parts, self.content_size.width or 200))

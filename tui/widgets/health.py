@@ -2,7 +2,7 @@
 dead fraction), and one layer's units over time (the activation history).
 
 Both draw through the shared half-block renderer (``neurotop.tui.widgets.heatmap``), build their Strips
-only when the store's ``versions["health"]`` moved (or the size, theme or view changed), and cost
+only when ``store.insights.health.version`` moved (or the size, theme or view changed), and cost
 the pane's size, never the run's length: the store keeps a bounded ``History`` per layer.
 """
 
@@ -154,7 +154,8 @@ class HealthPane(Vertical):
         return HEALTH_METRICS[self.metric_index][1]
 
     def refresh_from(self, store: RunStore, compare: RunStore | None = None) -> None:
-        key = (store.versions["health"], store.versions["model"], _version(compare, "health"), self.metric_index)
+        key = (store.insights.health.version, id(store.run.hello), compare and compare.insights.health.version,
+               self.metric_index)
         if key == self._seen:
             return
         self._seen = key
@@ -163,7 +164,7 @@ class HealthPane(Vertical):
         if compare is not None:
             other, other_last = self._rows(compare, key_index, dim=True)
             if other:
-                rows += [TimelineRow.title(f"≈ compared: {compare.name or 'other run'}")] + other
+                rows += [TimelineRow.title(f"≈ compared: {compare.run.name or 'other run'}")] + other
                 last = max(last, other_last)
         if self.metric == "signal":  # relative: scale by the largest mean |activation| in view
             finite = [r.values[np.isfinite(r.values)] for r in rows]
@@ -172,7 +173,7 @@ class HealthPane(Vertical):
                 r.values = r.values / peak
         _, title, _ = HEALTH_METRICS[self.metric_index]
         with store.lock:
-            dead = sorted(store.dead_layers)
+            dead = sorted(store.insights.health.dead)
         self.border_title = escape("Neuron health" + (f"  ⚠ dead: {one_line(', '.join(dead))}" if dead else ""))
         self.border_subtitle = f"m: {title}"
         scale = "colour 0…max" if self.metric == "signal" else "colour 0…100%"
@@ -182,8 +183,9 @@ class HealthPane(Vertical):
         fmt = HEALTH_METRICS[self.metric_index][2]
         rows, last = [], 0
         with store.lock:
-            for name in layer_order(store, list(store.health)):
-                layer = store.health[name]
+            health = store.insights.health
+            for name in layer_order(store, list(health.layers)):
+                layer = health.layers[name]
                 steps, values = layer.scalars.view()
                 if not len(steps):
                     continue
@@ -192,7 +194,7 @@ class HealthPane(Vertical):
                 latest = [msg.dead / max(msg.units, 1), msg.saturated / max(msg.units, 1), msg.mean, msg.std,
                           msg.signal][key_index]
                 rows.append(TimelineRow(name, steps, values[:, key_index].astype(np.float64), fmt.format(latest),
-                                        alert=name in store.dead_layers and not dim, dim=dim))
+                                        alert=name in health.dead and not dim, dim=dim))
         return rows, last
 
 
@@ -230,7 +232,7 @@ class UnitHistoryPane(Vertical):
 
     def step_layer(self, store: RunStore, delta: int) -> str | None:
         with store.lock:
-            self.layer_names = layer_order(store, list(store.health))
+            self.layer_names = layer_order(store, list(store.insights.health.layers))
         if not self.layer_names:
             return None
         index = self.layer_names.index(self.current_layer) if self.current_layer in self.layer_names else 0
@@ -240,15 +242,15 @@ class UnitHistoryPane(Vertical):
         return self.current_layer
 
     def refresh_from(self, store: RunStore, compare: RunStore | None = None) -> None:
-        key = (store.versions["health"], self.current_layer, self.sort_index)
+        key = (store.insights.health.version, self.current_layer, self.sort_index)
         if key == self._seen:
             return
         self._seen = key
         with store.lock:
-            self.layer_names = layer_order(store, list(store.health))
+            self.layer_names = layer_order(store, list(store.insights.health.layers))
             if self.current_layer not in self.layer_names:
                 self.current_layer = self.layer_names[0] if self.layer_names else None
-            layer = store.health.get(self.current_layer) if self.current_layer else None
+            layer = store.insights.health.layers.get(self.current_layer) if self.current_layer else None
             if layer is None or layer.units is None or layer.latest is None:
                 self.heatmap.set_data(None)
                 return
@@ -288,17 +290,7 @@ class UnitHistoryPane(Vertical):
 
 def layer_order(store: RunStore, names: list[str]) -> list[str]:
     """Layers in model order when the hello names them, else in order of arrival."""
-    model = [layer.name for layer in store.hello.model] if store.hello is not None else []
+    hello = store.run.hello
+    model = [layer.name for layer in hello.model] if hello is not None else []
     rank = {name: i for i, name in enumerate(model)}
     return sorted(names, key=lambda n: (0, rank[n], 0) if n in rank else (1, 0, names.index(n)))
-
-
-def dead_fraction(store: RunStore, layer: str) -> float | None:
-    with store.lock:
-        health = store.health.get(layer)
-        msg = health.latest if health is not None else None
-    return msg.dead / msg.units if msg is not None and msg.units else None
-
-
-def _version(store: RunStore | None, key: str) -> int | None:
-    return None if store is None else store.versions[key]

@@ -50,12 +50,12 @@ class LatentPlot(PlotextPlot):
         self.marker = "braille"  # 2×4 dots a cell: points keep their place; "dot" is bolder
 
     def refresh_from(self, store: RunStore, compare: RunStore | None = None) -> None:
-        key = (store.versions["latent"], self.size, self.app.theme)
+        key = (store.insights.latent.version, self.size, self.app.theme)
         if key == self._seen:
             return
         self._seen = key
         with store.lock:
-            msg = store.latent
+            msg = store.insights.latent.value
         self.shown = msg
         plt = self.plt
         plt.clear_data()

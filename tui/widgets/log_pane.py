@@ -59,16 +59,22 @@ class LogPane(Widget):
         self._strips: list[Strip] | None = None
         self._key: tuple | None = None
         self._shown = 0  # lines (not rows) the last build put on screen
+        self._source = None  # the store's output we follow: another (a restarted run) starts afresh
 
     # ---------------------------------------------------------------------------------- data
     def refresh_from(self, store: RunStore) -> None:
         with store.lock:
-            total = store.output_total
-            if total == self._written:
+            output = store.output
+            new_run = output is not self._source
+            if new_run:  # a restarted run: its lines from the start, read from the bottom
+                self._source, self._written, self.below, self.match = output, 0, 0, None
+                self.lines.clear()
+            total = output.total
+            if total == self._written and not new_run:
                 return
-            fresh = min(total - self._written, len(store.output), KEEP)
+            fresh = min(total - self._written, len(output.lines), KEEP)
             dropped = max(0, len(self.lines) + fresh - KEEP)  # the oldest lines make room
-            self.lines.extend(list(store.output)[-fresh:] if fresh else [])
+            self.lines.extend(list(output.lines)[-fresh:] if fresh else [])
         self._written = total
         if self.below:  # reading back: stay on the same lines
             self.below = min(self.below + fresh, len(self.lines) - 1)

@@ -193,7 +193,6 @@ class LossChart(PlotextPlot):
         self._cache_key: tuple | None = None
         self._last_draw: tuple | None = None
         self._store: RunStore | None = None
-        self.compare: RunStore | None = None  # another run, drawn dimmed beside this one (--compare)
 
     @property
     def smoothing(self) -> float:
@@ -238,9 +237,13 @@ class LossChart(PlotextPlot):
 
     def _extent(self, store: RunStore) -> tuple[int, int]:
         with store.lock:
-            firsts = [s.first_step for s in store.series.values() if len(s)]
-            lasts = [s.last_step for s in store.series.values() if len(s)]
-        return (min(firsts), max(lasts)) if firsts else (0, 0)
+            return store.metrics.extent()
+
+    @property
+    def compare(self) -> RunStore | None:
+        """The run compared with (the App's ``Compare``), drawn dimmed beside this one."""
+        compare = getattr(self.app, "compare", None)
+        return compare.store if compare is not None else None
 
     def window(self, store: RunStore) -> tuple[int | None, int | None]:
         if self.span is None:
@@ -259,24 +262,25 @@ class LossChart(PlotextPlot):
         """Rebuild the plot when the data, the view or the size changed; else do nothing."""
         self._store = store
         other = self.compare
-        key = (store.versions["metrics"], store.versions["events"], self.size, self.app.theme,
-               None if other is None else (id(other), other.versions["metrics"]))
+        key = (store.metrics.version, self.size, self.app.theme, None if other is None else other.metrics.version)
         if key == self._seen:
             return
         self._seen = key
         lo, hi = self.window(store)
         columns = max(8, self.size.width // 2)
         with store.lock:
-            self.panels, hidden = panels_for(list(store.series), self.size.height)
+            series = store.metrics.series
+            self.panels, hidden = panels_for(list(series), self.size.height)
             names = [n for panel in self.panels for n in panel]
-            views = {n: store.series[n].view(lo, hi, columns, smoothing=self.smoothing) for n in names}
-            markers = [m for m in store.markers if (lo is None or m.step >= lo) and (hi is None or m.step <= hi)]
-            first = min((s.first_step for s in store.series.values() if len(s)), default=None)
+            views = {n: series[n].view(lo, hi, columns, smoothing=self.smoothing) for n in names}
+            markers = [m for m in store.metrics.markers if (lo is None or m.step >= lo) and (hi is None or m.step <= hi)]
+            first = min((s.first_step for s in series.values() if len(s)), default=None)
         compared = {}
         if other is not None:  # the same series of the compared run, in the same window of steps
             with other.lock:
-                compared = {n: other.series[n].view(lo, hi, columns, smoothing=self.smoothing)
-                            for n in names if n in other.series and len(other.series[n])}
+                theirs = other.metrics.series
+                compared = {n: theirs[n].view(lo, hi, columns, smoothing=self.smoothing)
+                            for n in names if n in theirs and len(theirs[n])}
         from_start = first is not None and (lo is None or lo <= first)
         self._last_draw = (self.panels, views, markers[-20:], compared, from_start)
         self._draw(*self._last_draw)
@@ -304,7 +308,7 @@ class LossChart(PlotextPlot):
             return "Loss"
         keys = [f"[{self._colour(i).hex}]━[/] {escape(one_line(name))}" for i, name in enumerate(names)]
         if compared is not None:
-            keys.append(f"[dim]≈ {escape(one_line(compared.name or 'compared'))}[/dim]")
+            keys.append(f"[dim]≈ {escape(one_line(compared.run.name or 'compared'))}[/dim]")
         return "Loss  " + "  ".join(keys)
 
     def _draw(self, panels: list[list[str]], views: dict, markers: list, compared: dict, from_start: bool) -> None:

@@ -25,7 +25,7 @@ def timeline_entries(store: RunStore) -> list[tuple[int, float, str, str]]:
     """(step, time, kind, text) of notes, parameter changes and the other events worth reading,
     oldest first (at most ``MAX_LINES``). Call with the store's lock held."""
     out = []
-    for msg in store.events:
+    for msg in store.events.entries:
         if isinstance(msg, ParamChange):
             if msg.ok:
                 old = f"{short(msg.old)} → " if msg.old is not None else ""
@@ -55,7 +55,7 @@ class NotesPane(Static):
         self.entries: list[tuple[int, float, str, str]] = []
 
     def refresh_from(self, store: RunStore, compare: RunStore | None = None) -> None:
-        key = (store.versions["events"], self.size)
+        key = (store.events.version, self.size)
         if key == self._seen:
             return
         self._seen = key

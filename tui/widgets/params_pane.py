@@ -120,11 +120,12 @@ class ParamsPane(Static):
         store = self._store
         if action not in ("step", "edit") or store is None:
             return None
-        if store.finished:
-            return f"the run has {store.state}: commands no longer reach it"
-        if store.read_only:
+        run = store.run
+        if run.finished:
+            return f"the run has {run.state}: commands no longer reach it"
+        if run.read_only:
             return "attached read-only"
-        if not store.params:
+        if not store.params.specs:
             return "no parameter to change: this run declared none"
         return None
 
@@ -146,7 +147,7 @@ class ParamsPane(Static):
 
     def latest(self, spec: ParamSpec) -> Value:
         """What the parameter is, or will be once the child answers what was asked."""
-        change = self._store.last_change.get(spec.name) if self._store is not None else None
+        change = self._store.params.last_change.get(spec.name) if self._store is not None else None
         return self.requests.latest(spec.name, spec.value, change)
 
     def request(self, name: str, value: Value) -> None:
@@ -167,31 +168,32 @@ class ParamsPane(Static):
             return None
         self.refresh_from(self._store)
         name = self.current
-        return self._store.params.get(name) if name else None
+        return self._store.params.specs.get(name) if name else None
 
     def refresh_from(self, store: RunStore) -> None:
-        no_sdk = store.hello is None and (store.finished or store.elapsed() > 3)
+        run, params = store.run, store.params
+        no_sdk = run.hello is None and (run.finished or run.elapsed() > 3)
         self._store = store
-        key = (store.versions["params"], self.selected, store.hello is not None, no_sdk, self.size.width)
+        key = (params.version, self.selected, run.hello is not None, no_sdk, self.size.width)
         if key == self._seen:
             return
         self._seen = key
         with store.lock:
-            self.names = list(store.params)
+            self.names = list(params.specs)
             if not self.names:
-                self.update(NO_SDK if store.hello is not None or store.finished else WAITING if not no_sdk
+                self.update(NO_SDK if run.hello is not None or run.finished else WAITING if not no_sdk
                             else "[dim]This run has declared no parameters yet: the SDK declares them when it "
                                  "starts; a plain command has none (add the five SDK lines to tune it live).[/dim]")
                 return
             self.set_reactive(ParamsPane.selected, min(self.selected, len(self.names) - 1))
             room = self.content_size.width or 80
-            shown = max(len(short(spec.value)) for spec in store.params.values())
+            shown = max(len(short(spec.value)) for spec in params.specs.values())
             # names as long as the longest, unless a value would wrap: then names are cut, with an ellipsis
             width = max(4, min(max(len(one_line(n)) for n in self.names), room - 4 - max(9, shown)))
             lines = []
-            for i, (name, spec) in enumerate(store.params.items()):
+            for i, (name, spec) in enumerate(params.specs.items()):
                 cursor = "[$accent]›[/]" if i == self.selected else " "
-                change = store.last_change.get(name)
+                change = params.last_change.get(name)
                 value = short(spec.value).rjust(9)
                 line = f"{cursor} {escape(fit(one_line(name), width))}  [b]{escape(value)}[/b]"
                 when = f"@ {change.step:,}" if change is not None and change.ok else ""
@@ -201,7 +203,7 @@ class ParamsPane(Static):
                 if change is not None and not change.ok:  # its own lines: a reason is a sentence
                     refused = f"refused {short(change.new)}: {one_line(change.reason)}"
                     lines += [f"    [$error]{escape(row)}[/]" for row in wrap(refused, room - 4)]
-            spec = store.params[self.names[self.selected]]
+            spec = params.specs[self.names[self.selected]]
             bounds = " | ".join(one_line(c) for c in spec.choices) if spec.choices else (
                 f"{short(spec.min) if spec.min is not None else '-∞'} … "
                 f"{short(spec.max) if spec.max is not None else '∞'}{' log' if spec.log else ''}")

@@ -41,26 +41,28 @@ class PathwayPane(Static):
         self.lines: list[str] = []  # the plain text of each drawn line (for tests)
 
     def refresh_from(self, store: RunStore, compare: RunStore | None = None) -> None:
-        key = (store.versions["signal"], store.versions["health"], store.versions["gradients"],
-               store.versions["model"], self.size.width, self.app.theme)
+        insights = store.insights
+        key = (insights.signal.version, insights.health.version, insights.gradients.version,
+               id(store.run.hello), self.size.width, self.app.theme)
         if key == self._seen:
             return
         self._seen = key
         with store.lock:
             layers = self._layers(store)
-            signal = {}
-            if store.signal is not None:
-                signal = {n: v for n, v in zip(store.signal.layers, store.signal.mean_abs) if v is not None}
-            health = {n: h.latest for n, h in store.health.items() if h.latest is not None}
+            signal, latest = {}, insights.signal.value
+            if latest is not None:
+                signal = {n: v for n, v in zip(latest.layers, latest.mean_abs) if v is not None}
+            health = {n: h.latest for n, h in insights.health.layers.items() if h.latest is not None}
             for name, msg in health.items():
                 signal.setdefault(name, msg.signal)
+            dead_units = {name: insights.dead_units(name) for name in health}
             grads = {}
-            if store.gradients is not None and store.gradients.latest is not None:
-                g = store.gradients.latest
-                grads = dict(zip(g.layers, g.grad_norm))
-            dead = set(store.dead_layers)
-            step = store.signal.step if store.signal is not None else None
-        text = self._draw(layers, signal, health, grads, dead)
+            flow = insights.gradients.value
+            if flow is not None and flow.latest is not None:
+                grads = dict(zip(flow.latest.layers, flow.latest.grad_norm))
+            dead = set(insights.health.dead)
+            step = latest.step if latest is not None else None
+        text = self._draw(layers, signal, health, dead_units, grads, dead)
         self.border_subtitle = f"mean |output| at step {step:,}" if step is not None else "mean |output|"
         self.update(text)
 
@@ -68,12 +70,13 @@ class PathwayPane(Static):
     def _layers(store: RunStore) -> list[tuple[str, str, str, int]]:
         """(name, kind, shape text, params) in model order; without a model description, the
         layers the probes named."""
-        if store.hello is not None and store.hello.model:
-            return [(x.name, x.kind, shape_text(x.kind, x.shape), x.params) for x in store.hello.model]
-        names = list(store.signal.layers) if store.signal is not None else list(store.health)
+        hello, signal = store.run.hello, store.insights.signal.value
+        if hello is not None and hello.model:
+            return [(x.name, x.kind, shape_text(x.kind, x.shape), x.params) for x in hello.model]
+        names = list(signal.layers) if signal is not None else list(store.insights.health.layers)
         return [(n, "", "", 0) for n in names]
 
-    def _draw(self, layers, signal, health, grads, dead) -> Text:
+    def _draw(self, layers, signal, health, dead_units, grads, dead) -> Text:
         self.lines = []
         text = Text(no_wrap=True, overflow="ellipsis")
         if not layers:
@@ -92,7 +95,7 @@ class PathwayPane(Static):
             line = f"  input {first_in}"
             text.append(line + "\n", dim)
             self.lines.append(line)
-        notes_of = {name: self._notes(name, health, grads, dead, error, dim) for name, *_ in layers}
+        notes_of = {name: self._notes(name, health, dead_units, grads, dead, error, dim) for name, *_ in layers}
         notes_w = max((sum(len(t) for t, _ in n) for n in notes_of.values()), default=0)
         if 2 + name_w + kind_w + shape_w + 7 + notes_w + 8 > width:  # narrow: the essentials only
             kind_w = shape_w = 0
@@ -125,13 +128,14 @@ class PathwayPane(Static):
 
 
     @staticmethod
-    def _notes(name, health, grads, dead, error, dim) -> list[tuple[str, Style]]:
+    def _notes(name, health, dead_units, grads, dead, error, dim) -> list[tuple[str, Style]]:
         """What follows a layer's bar: dead and saturated units, the gradient norm."""
         notes = []
         h = health.get(name)
         if h is not None and h.units:
-            if h.dead:
-                notes.append((f" dead {h.dead}/{h.units}", error if name in dead else Style()))
+            units = dead_units.get(name)
+            if units is not None and units.dead:
+                notes.append((f" dead {units}", error if name in dead else Style()))
             if h.saturated:
                 notes.append((f" sat {h.saturated}/{h.units}", dim))
         if name in grads:

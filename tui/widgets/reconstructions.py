@@ -65,7 +65,7 @@ def halve_rows(picture: np.ndarray) -> np.ndarray:
 
 
 class ReconstructionsPane(GridView):
-    """``store.samples`` drawn as rows of small images: inputs above outputs, labelled; where
+    """``store.insights.samples`` drawn as rows of small images: inputs above outputs, labelled; where
     the pane is too low for a row per set, each input beside its output. Shown once a sample
     has come (class ``-live``): a run without probes gives its room to the chart."""
 
@@ -85,11 +85,11 @@ class ReconstructionsPane(GridView):
     def refresh_from(self, store: RunStore) -> None:
         """Take new samples from ``store`` if there are any (cheap when nothing changed)."""
         with store.lock:
-            version = store.versions["samples"]
+            version = store.insights.samples.version
             if version == self._version:
                 return
             self._version = version
-            samples = dict(store.samples)
+            samples = dict(store.insights.samples.items)
         self.set_class(bool(samples), "-live")
         names = [n for n in ORDER if n in samples] + [n for n in samples if n not in ORDER]
         if len(names) == len(self._shown) and all(samples[n] is self._shown.get(n) for n in names):

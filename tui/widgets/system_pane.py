@@ -67,7 +67,7 @@ class SystemPane(Static):
         self._seen: tuple | None = None
 
     def refresh_from(self, store: RunStore) -> None:
-        key = (store.versions["system"], self.content_size.width)
+        key = (store.system.version, self.content_size.width)
         if key != self._seen:
             self._seen = key
-            self.update(describe_system(store.system, self.content_size.width or 40))
+            self.update(describe_system(store.system.sample, self.content_size.width or 40))
