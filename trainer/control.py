@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Callable
 
 from neurotop.trainer import journal
-from neurotop.trainer.protocol import ENV_SUPERVISED, Command, DecodeCounts, LineFramer, decode_lines
+from neurotop.trainer.protocol import Command, DecodeCounts, LineFramer, decode_lines
 
 
 class ControlServer:
-    """Reader threads for the control pipe (``control_fd``) and the socket of ``run_dir``."""
+    """Reader threads for the control pipe (``control_fd``) and the socket of ``run_dir``: the
+    Monitor's, and the supervisor's of a plain command (``neurotop run``)."""
 
     def __init__(self, run_dir: Path, control_fd: int | None, submit: Callable[[Command], None],
-                 warn: Callable[[str, str], None]) -> None:
+                 warn: Callable[[str, str], None], serve_socket: bool = True) -> None:
         self._submit, self._warn = submit, warn
         self._closing = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -30,8 +31,7 @@ class ControlServer:
         if control_fd is not None:
             self._threads.append(threading.Thread(target=self._read, args=(control_fd, "ui"),
                                                   name="neurotop-control", daemon=True))
-        # Under a supervisor (neurotop run) the supervisor owns control.sock and passes commands on.
-        self._server = None if os.environ.get(ENV_SUPERVISED) else self._open_socket(run_dir)
+        self._server = self._open_socket(run_dir) if serve_socket else None
         if self._server is not None:
             self._threads.append(threading.Thread(target=self._serve, name="neurotop-socket", daemon=True))
 

@@ -38,6 +38,7 @@ from neurotop.trainer.protocol import (
     ENV_PARAMS,
     ENV_RESUME,
     ENV_RUN_DIR,
+    ENV_SUPERVISED,
     PROTOCOL_VERSION,
     Command,
     Event,
@@ -133,8 +134,10 @@ class Monitor:
         if resume:
             self._restore(Path(resume), source="restart")
         self._take_env_params()  # after the restore: the changes are made at the step the run resumes from
+        # Under a supervisor (neurotop run) the supervisor owns control.sock and passes commands on.
         self.control = ControlServer(self.run_dir, _fd_from_env(ENV_CONTROL_FD), self.submit,
-                                     lambda text, source: self.note(text, kind="warning", source=source))
+                                     lambda text, source: self.note(text, kind="warning", source=source),
+                                     serve_socket=not os.environ.get(ENV_SUPERVISED))
         self._update_info(socket=self.control.socket_path)
         self.writer.start()
         self.control.start()

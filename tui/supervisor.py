@@ -24,7 +24,6 @@ import argparse
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ import time
 from pathlib import Path
 
 from neurotop.trainer import journal
+from neurotop.trainer.control import ControlServer
 from neurotop.trainer.protocol import (
     ENV_CONTROL_FD, ENV_EVENTS_FD, ENV_RUN_DIR, ENV_SUPERVISED, PROTOCOL_VERSION, Command, DecodeCounts, LineFramer, Event, Hello, Metric,
     ParamChange, Status, decode_lines, encode,
@@ -45,7 +45,6 @@ STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 SDK_STOP_GRACE = 10.0  # an SDK run stops at its next step: it gets longer before SIGTERM
 STATUS_INTERVAL = 1.0
 POLL_INTERVAL = 0.1
-MAX_COMMAND_LINE = 1 << 16
 
 
 class Supervisor:
@@ -65,12 +64,13 @@ class Supervisor:
         self._done = threading.Event()
         self._journal = os.open(run_dir / journal.JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._control_w: int | None = None
-        self._server: socket.socket | None = None
+        self._control: ControlServer | None = None
 
     # ------------------------------------------------------------------------------- running
     def start(self) -> bool:
         """Bind the socket, start the command, journal its hello. False when it could not start."""
-        self._server = self._bind()
+        self._control = ControlServer(self.run_dir, None, self.apply, self._warn)
+        self.info.socket = self._control.socket_path
         events_r, events_w = os.pipe()
         control_r, control_w = os.pipe()
         env = dict(os.environ, **{ENV_EVENTS_FD: str(events_w), ENV_CONTROL_FD: str(control_r),
@@ -95,8 +95,9 @@ class Supervisor:
         self._write(self._hello(self.process.pid))
         self._write(Status(step=0, t=time.time(), state="running"))
         self.info.save(self.run_dir)
-        for target, args in ((self._read_events, (events_r,)), (self._tail_output, ()), (self._serve, ())):
+        for target, args in ((self._read_events, (events_r,)), (self._tail_output, ())):
             threading.Thread(target=target, args=args, name=f"supervisor-{target.__name__}", daemon=True).start()
+        self._control.start()
         return True
 
     def wait(self) -> int:
@@ -256,55 +257,13 @@ class Supervisor:
         finally:
             os.close(fd)
 
-    def _bind(self) -> socket.socket | None:
-        path = journal.socket_path_for(self.run_dir)
-        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)  # owner-only from the start: no window where others can connect
-        try:
-            server.bind(str(path))
-        except OSError as err:
-            server.close()
-            self._write(Event(step=0, t=time.time(), kind="warning", source="supervisor",
-                              text=f"control socket unavailable: {err}"))
-            return None
-        finally:
-            os.umask(old_umask)
-        server.listen(8)
-        self.info.socket = str(path)
-        return server
-
-    def _serve(self) -> None:
-        while self._server is not None:
-            try:
-                conn, _ = self._server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve_connection, args=(conn,), daemon=True).start()
-
-    def _serve_connection(self, conn: socket.socket) -> None:
-        counts = DecodeCounts()
-        partial = b""
-        with conn:
-            while True:
-                try:
-                    data = conn.recv(1 << 16)
-                except OSError:
-                    return
-                if not data:
-                    return
-                lines = (partial + data).split(b"\n")
-                partial = lines.pop()
-                if len(partial) > MAX_COMMAND_LINE:  # a runaway line is dropped, not buffered forever
-                    partial = b""
-                for msg in decode_lines(lines, counts):
-                    if isinstance(msg, Command):
-                        self.apply(Command(action=msg.action, name=msg.name, value=msg.value, text=msg.text,
-                                           source=msg.source or "attach"))
-
     # ------------------------------------------------------------------------------- writing
     def _hello(self, pid: int) -> Hello:
         return Hello(version=PROTOCOL_VERSION, run_id=self.run_dir.name, name=self.name, pid=pid,
                      host=self.info.host, started=self.info.started, argv=list(self.cmd), controls=PLAIN_CONTROLS)
+
+    def _warn(self, text: str, source: str) -> None:
+        self._write(Event(step=self.step, t=time.time(), kind="warning", source="supervisor", text=text))
 
     def _write(self, msg) -> None:
         with self._lock:
@@ -324,10 +283,9 @@ class Supervisor:
         self._close(state, code)
 
     def _close(self, state: str, code: int) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-            Path(self.info.socket).unlink(missing_ok=True)
+        control, self._control = self._control, None
+        if control is not None:
+            control.close()
         if self.uses_sdk:  # the Monitor kept run.json; add only what it could not write
             try:
                 self.info = journal.RunInfo.load(self.run_dir)

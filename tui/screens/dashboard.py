@@ -1,11 +1,14 @@
 """The main screen: the run's panes, repainted on two clocks while the screen is shown.
 
-Keys and focus: the panes do not take focus. Each pane declares its own ``BINDINGS`` (the loss
-chart zoom, pan, log and smoothing; the params pane select, step and edit; the activations pane
-``[``/``]``), and this screen forwards them: every pane binding is also bound here, same key, same
-id, same description, as ``pane('<pane id>', '<action>')``, which runs the action on that pane
-(and asks the pane's ``check_action``). So ``+`` steps the selected parameter and ``z`` zooms the
-chart wherever focus is, a user keymap rebinds them by id, and the footer and help list them.
+Keys and focus: each pane declares its own ``BINDINGS`` (the loss chart zoom, pan, log, smoothing
+and outliers; the params pane select, step and edit; the activations pane ``[``/``]``), and this
+screen forwards them: every pane binding is also bound here, same key, same id, same description,
+as ``pane('<pane id>', '<action>')``, which runs the action on that pane (and asks the pane's
+``check_action``). So ``+`` steps the selected parameter and ``z`` zooms the chart wherever focus
+is, a user keymap rebinds them by id, and the footer and help list them. The output pane is the
+one pane that takes focus (the only focusable widget here, so it has it): its reading keys
+(PgUp/PgDn, Home/End, ``/`` and, during a search, ``n``/``N``/Esc) are its own, and the keys it
+does not use go on to the screen.
 """
 
 from __future__ import annotations
