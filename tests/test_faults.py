@@ -673,6 +673,8 @@ async def test_no_color_draws_the_heatmaps_in_ascii(runs, monkeypatch):
         heatmap = app.query_one(ActivationsPane).heatmap
         recon = app.query_one(ReconstructionsPane)
         await until(pilot, lambda: heatmap.grid is not None and recon.images)
+        # the picture panes appear with their first data: wait until they are laid out, then drawn
+        await until(pilot, lambda: heatmap.size.height > 0 and recon.size.height > 0)
         await repainted(pilot, heatmap, recon)
         picture = [heatmap.render_line(y).text for y in range(heatmap.size.height)]
         picture = [line for line in picture if "dead:" not in line]  # the legend under it

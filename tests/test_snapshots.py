@@ -46,6 +46,9 @@ def fixed_app(tmp_path, monkeypatch):
     time.tzset()
     monkeypatch.chdir(tmp_path)  # the run directory is shown relative: the same path in every run
     monkeypatch.setattr("neurotop.tui.screens.diagnostics.psutil", fixed_psutil())
+    # the quit dialog's reopen line names this machine's executable and runs folder (tested in
+    # test_attach); the picture holds a fixed one
+    monkeypatch.setattr("neurotop.tui.app.attach_command", lambda run_dir: f"neurotop attach {run_dir.name}")
 
     def make(live: bool = False) -> NeurotopApp:
         """``live``: the run has not ended, its process (this one) is alive, and the clock stands still."""
