@@ -76,3 +76,14 @@ async def repainted(pilot, *widgets, timeout=60.0):
             del widget.render_lines
 
 
+def notifications(app) -> list[str]:
+    """Every toast the app raises from now on, as text (toasts expire; this list does not)."""
+    seen: list[str] = []
+    original = app.notify
+
+    def notify(message, *args, **kwargs):
+        seen.append(str(message))
+        return original(message, *args, **kwargs)
+
+    app.notify = notify
+    return seen

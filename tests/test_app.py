@@ -8,7 +8,7 @@ import time
 import pytest
 from textual.widgets import Footer
 
-from tests.conftest import scripted, until
+from tests.conftest import notifications, scripted, until
 from tests.journals import demo_messages, write_run
 from neurotop.trainer import journal
 from neurotop.trainer.protocol import Command, Event
@@ -34,19 +34,6 @@ def spawning_app(runs, *args, name="scripted", argv=None, **kw):
 def attached_app(run_dir, read_only=True):
     return NeurotopApp(lambda store, notify: Link.attach(run_dir, store, notify), name="fixed",
                        sample_system=False, read_only=read_only)
-
-
-def notifications(app) -> list[str]:
-    """Every toast the app raises from now on, as text (toasts expire; this list does not)."""
-    seen: list[str] = []
-    original = app.notify
-
-    def notify(message, *args, **kwargs):
-        seen.append(str(message))
-        return original(message, *args, **kwargs)
-
-    app.notify = notify
-    return seen
 
 
 def key_offer(app, key: str) -> tuple[str, bool] | None:
@@ -378,3 +365,14 @@ async def test_the_pathways_footer_keeps_help_and_quit_at_80_columns(runs):
         await until(pilot, lambda: any(key.key == "q" for key in footer.query("FooterKey")))
         for key in footer.query("FooterKey"):
             assert key.region.right <= 80, f"{key.key} is cut at {key.region}"
+
+
+async def test_an_update_that_arrives_while_the_app_closes_is_ignored(runs):
+    """The link's reader can post one last update after the screens are gone (seen under load in
+    the 100 MB line test): it must not raise ScreenStackError on the way out."""
+    app = attached_app(write_run(runs, demo_messages(100)))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.store.run.finished)
+    assert not app.screen_stack
+    app._controls_seen = None  # what the footer offers looks changed: the update would refresh it
+    app.on_run_updated(app_module.RunUpdated())

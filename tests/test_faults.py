@@ -30,7 +30,7 @@ import pytest
 from textual.geometry import Size
 from textual.widgets import Footer
 
-from tests.conftest import ROOT, repainted, scripted, until, wait_for
+from tests.conftest import ROOT, notifications, repainted, scripted, until, wait_for
 from tests.test_fuzz import corpus_params
 from tests.test_monitor import only_run, read_journal
 from neurotop import Monitor
@@ -62,19 +62,6 @@ def app_for(runs: Path, argv: list[str], name: str = "faults", **kw) -> tuple[Ne
     app = NeurotopApp(lambda store, notify: Link.spawn(argv, run_dir, store, notify), name=name,
                       sample_system=False, **kw)
     return app, run_dir
-
-
-def record_notifications(app: NeurotopApp) -> list[str]:
-    """Every toast the app raises, as text (toasts expire; this list does not)."""
-    seen: list[str] = []
-    original = app.notify
-
-    def notify(message, *args, **kwargs):
-        seen.append(str(message))
-        return original(message, *args, **kwargs)
-
-    app.notify = notify
-    return seen
 
 
 def healthy(app: NeurotopApp) -> bool:
@@ -131,7 +118,7 @@ class PeakRSS:
 # ------------------------------------------------------------------------ the child dies
 async def test_a_python_exception_shows_its_traceback_and_the_ui_stays(runs):
     app, run_dir = app_for(runs, scripted("--rate", "1000", "--fail-at", "40"))
-    seen = record_notifications(app)
+    seen = notifications(app)
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
         await until(pilot, lambda: store.run.state == "failed" and store.run.exit_code is not None)
@@ -151,7 +138,7 @@ async def test_a_python_exception_shows_its_traceback_and_the_ui_stays(runs):
 
 async def test_sigkill_is_named_and_recorded(runs):
     app, run_dir = app_for(runs, scripted("--rate", "200", "--kill-at", "100"))
-    seen = record_notifications(app)
+    seen = notifications(app)
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
         await until(pilot, lambda: store.run.state == "failed")
@@ -170,7 +157,7 @@ async def test_sigkill_is_named_and_recorded(runs):
 
 async def test_a_child_that_never_says_hello(runs):
     app, _ = app_for(runs, [sys.executable, "-c", "import time; time.sleep(120)"])
-    seen = record_notifications(app)
+    seen = notifications(app)
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
         params = app.query_one(ParamsPane)
@@ -187,7 +174,7 @@ async def test_a_child_that_never_says_hello(runs):
 
 async def test_a_child_that_exits_at_once(runs):
     app, run_dir = app_for(runs, [sys.executable, "-c", "pass"])
-    seen = record_notifications(app)
+    seen = notifications(app)
     async with app.run_test(size=(80, 24)) as pilot:
         store = app.store
         await until(pilot, lambda: store.run.finished)
@@ -273,7 +260,7 @@ async def test_events_after_the_final_status(runs, tmp_path):
              b'{"type":"param","step":20,"t":2.0,"name":"lr","new":0.5,"old":0.001,"source":"ghost"}',
              b'{"type":"mystery"}']
     app, _ = app_for(runs, misbehaving("--file", str(lines_file(tmp_path, lines)), "--done", "--linger", "30"))
-    seen = record_notifications(app)
+    seen = notifications(app)
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
         await until(pilot, lambda: done_seen(store))
@@ -288,7 +275,7 @@ async def test_events_after_the_final_status(runs, tmp_path):
 
 async def test_a_child_that_stops_listening(runs):
     app, _ = app_for(runs, misbehaving("--close-control", "--linger", "30"))
-    seen = record_notifications(app)
+    seen = notifications(app)
     async with app.run_test(size=(120, 40)) as pilot:
         store = app.store
         await until(pilot, lambda: any("wrote everything" in line for line in store.output.lines))
@@ -420,7 +407,7 @@ def changes_in(run_dir: Path, name: str | None = None) -> list[ParamChange]:
 
 async def test_bad_values_are_refused_with_a_reason(runs):
     app, run_dir = app_for(runs, scripted("--rate", "300"))
-    seen = record_notifications(app)
+    seen = notifications(app)
     bad = [("lr", 50.0, "above the maximum"), ("lr", 0.0, "below the minimum"), ("lr", -1e-3, "below the minimum"),
            ("lr", "0.01", "must be a number, not str"), ("lr", True, "must be a number, not bool"),
            ("lr", float("nan"), "must be a number"),  # JSON has no NaN: it travels as null

@@ -129,6 +129,8 @@ class NeurotopApp(App[str | None]):
 
     # ------------------------------------------------------------------------------ the run
     def on_run_updated(self, _: RunUpdated) -> None:
+        if not self.screen_stack:  # the app is closing: an update can still arrive, with nothing to show it
+            return
         self._show_notices()
         store = self.store
         with store.lock:
