@@ -32,7 +32,7 @@ import msgspec
 from neurotop.trainer import journal
 from neurotop.trainer.protocol import (ENV_CONTROL_FD, ENV_EVENTS_FD, ENV_RUN_DIR, MAX_EVENT_LINE, Command,
                                        DecodeCounts, LineFramer, Status, decode_lines, encode)
-from neurotop.tui.parse import OutputParser, ParsedLine
+from neurotop.tui.parse import OutputParser, ParsedLine, follow_output
 
 POLL_INTERVAL = 0.2
 SUPERVISOR_MODULE = "neurotop.tui.supervisor"
@@ -379,18 +379,8 @@ class Link:
         while not path.exists():
             if self._closing.wait(POLL_INTERVAL) or self.store.run.finished:
                 return
-        with open(path, "rb") as f:
-            while not self._closing.is_set():
-                data = f.read(READ_CHUNK)
-                if data:
-                    self._take_output(self.parser.feed(data))
-                elif self.store.run.finished and self._exit_seen():
-                    break
-                else:
-                    time.sleep(POLL_INTERVAL)
-            last = self.parser.flush()
-            if last is not None:
-                self._take_output([last])
+        follow_output(path, self.parser, self._take_output, poll=POLL_INTERVAL, stop=self._closing.is_set,
+                      ended=lambda: self.store.run.finished and self._exit_seen())
 
     def _take_output(self, parsed: list[ParsedLine]) -> None:
         lines = [p.text for p in parsed if not p.transient]

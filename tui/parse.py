@@ -42,7 +42,10 @@ import functools
 import json
 import math
 import re
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 from neurotop.tui.format import printable
 
@@ -391,6 +394,26 @@ def _json_object(text: str) -> list[tuple[str, float]] | None:
         return None
     return [(_norm(k), float(v)) for k, v in obj.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+
+def follow_output(path: Path, parser: OutputParser, take: Callable[[list[ParsedLine]], None],
+                  ended: Callable[[], bool], poll: float, stop: Callable[[], bool] = lambda: False) -> None:
+    """Parse a command's output file as it grows, handing each batch of lines to ``take``, until
+    nothing new is waiting and ``ended()`` holds (or ``stop()``); then its last partial line.
+    The supervisor follows it into the journal, the UI into the log pane."""
+    with open(path, "rb") as f:
+        while not stop():
+            data = f.read(1 << 20)
+            if data:
+                take(parser.feed(data))
+            elif ended():
+                break
+            else:
+                time.sleep(poll)
+    last = parser.flush()
+    if last is not None:
+        take([last])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,7 @@ from neurotop.trainer.protocol import (
     ENV_CONTROL_FD, ENV_EVENTS_FD, ENV_RUN_DIR, ENV_SUPERVISED, PROTOCOL_VERSION, Command, DecodeCounts, LineFramer, Event, Hello, Metric,
     ParamChange, Status, decode_lines, encode,
 )
-from neurotop.tui.parse import OutputParser, ParsedLine
+from neurotop.tui.parse import OutputParser, ParsedLine, follow_output
 
 READY = b"ready\n"
 #: What a command without the SDK accepts; a checkpoint or a parameter needs the SDK.
@@ -199,18 +199,8 @@ class Supervisor:
     # ------------------------------------------------------------------------------- threads
     def _tail_output(self) -> None:
         """Parse ``output.log`` as the command writes it; metrics go to the journal."""
-        with open(self.run_dir / journal.OUTPUT, "rb") as f:
-            while True:
-                data = f.read(1 << 20)
-                if data:
-                    self._take(self.parser.feed(data))
-                elif self.process.poll() is not None:
-                    break
-                else:
-                    time.sleep(POLL_INTERVAL)
-        last = self.parser.flush()
-        if last is not None:
-            self._take([last])
+        follow_output(self.run_dir / journal.OUTPUT, self.parser, self._take,
+                      ended=lambda: self.process.poll() is not None, poll=POLL_INTERVAL)
         self._done.set()
 
     def _take(self, parsed: list[ParsedLine]) -> None:
